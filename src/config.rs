@@ -1,0 +1,37 @@
+//! Server-wide settings, filled from flags and environment by `main.rs` and
+//! from defaults in tests.
+
+use std::time::Duration;
+
+/// Everything tunable about the MCP server itself.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Longest accepted input line in bytes (longer lines are rejected unread).
+    pub max_line_bytes: usize,
+    /// Tools per `tools/list` page.
+    pub list_page_size: usize,
+    /// Hard ceiling for any tool call, whatever it asks for.
+    pub max_call_timeout: Duration,
+    /// Default deadline for the broker's CONNACK.
+    pub connect_timeout: Duration,
+    /// Requests handled at once; further input waits (never dropped).
+    pub max_concurrent_requests: usize,
+    /// Idle TTL and cap of broker sessions.
+    pub sessions: crate::session::SessionConfig,
+    /// How long in-flight calls may finish after stdin closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: 4 * 1024 * 1024,
+            list_page_size: 50,
+            max_call_timeout: Duration::from_secs(330),
+            connect_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 256,
+            sessions: Default::default(),
+            shutdown_grace: Duration::from_millis(500),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! bitsperity-mqtt-mcp: an MCP server that gives AI assistants safe, fast
+//! access to MQTT brokers.
+//!
+//! # Layout
+//! - [`jsonrpc`]: JSON-RPC 2.0 framing, ids, error codes, the bounded line reader.
+//! - [`mcp`]: the server loop over any byte stream: lifecycle, version
+//!   negotiation, dispatch, cancellation, log notifications.
+//! - [`tools`]: the contract generated from `schema/` by `build.rs` (types,
+//!   table, dispatch), argument validation, and one file per tool family.
+//! - [`app`]: the runtime shared by requests: sessions, vault, configuration,
+//!   the background `default` session.
+//! - [`session`]: session ids, idle TTL and reaper, the session cap.
+//! - [`secret`]: AES-256-GCM sealing of passwords, redacted secret strings.
+//! - [`mqtt`]: the client task that owns the rumqttc event loop, broker URLs,
+//!   topic validation and matching.
+//! - [`broker`]: the embedded rumqttd broker.
+//! - [`config`]: server settings.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod jsonrpc;
+pub mod mcp;
+pub mod mqtt;
+pub mod secret;
+pub mod session;
+pub mod tools;

@@ -1,0 +1,190 @@
+//! The `mqtt-mcp` binary: parses flags, sets up logging to stderr, and wires
+//! the MCP server to stdin/stdout (`serve`, the default) or runs the embedded
+//! broker alone (`broker`).
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use mqtt_mcp::app::{App, DefaultBroker};
+use mqtt_mcp::broker::BrokerConfig;
+use mqtt_mcp::config::ServerConfig;
+use mqtt_mcp::mqtt::url::BrokerUrl;
+use mqtt_mcp::secret::SecretString;
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mqtt-mcp",
+    version,
+    about = "MCP server for MQTT brokers (stdio). Without a subcommand it serves."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve MCP over stdin/stdout (the default).
+    Serve(ServeArgs),
+    /// Run the embedded MQTT broker alone, for other clients.
+    Broker(BrokerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Broker for the `default` session (mqtt://[user[:password]@]host[:port][/client_id], mqtts:// for TLS). Without it the embedded broker is started.
+    #[arg(long, env = "MQTT_MCP_BROKER")]
+    broker: Option<String>,
+    /// User name for --broker (overrides one in the URL).
+    #[arg(long, env = "MQTT_MCP_USERNAME")]
+    username: Option<String>,
+    /// Do not start the embedded broker when no --broker is given (no default session).
+    #[arg(long, env = "MQTT_MCP_NO_EMBEDDED")]
+    no_embedded: bool,
+    /// Port of the embedded broker's MQTT 3.1.1 listener (default: a free port).
+    #[arg(long, env = "MQTT_MCP_EMBEDDED_PORT")]
+    embedded_port: Option<u16>,
+    /// Port of the embedded broker's MQTT 5 listener (default: a free port).
+    #[arg(long, env = "MQTT_MCP_EMBEDDED_PORT_V5")]
+    embedded_port_v5: Option<u16>,
+    /// Idle seconds after which a session is closed (the default session never is).
+    #[arg(long, env = "MQTT_MCP_SESSION_TTL", default_value_t = 3600)]
+    session_ttl: u64,
+    /// Maximum open broker sessions, the default one included.
+    #[arg(long, env = "MQTT_MCP_MAX_SESSIONS", default_value_t = 10)]
+    max_sessions: usize,
+    /// Longest accepted input line in bytes.
+    #[arg(long, env = "MQTT_MCP_MAX_LINE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_line_bytes: usize,
+    /// Hard ceiling for any tool call, in seconds.
+    #[arg(long, env = "MQTT_MCP_MAX_CALL_TIMEOUT", default_value_t = 330)]
+    max_call_timeout: u64,
+    /// Default deadline for a broker's CONNACK, in milliseconds.
+    #[arg(long, env = "MQTT_MCP_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    connect_timeout_ms: u64,
+    /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG takes precedence.
+    #[arg(long, env = "MQTT_MCP_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Args, Debug)]
+struct BrokerArgs {
+    /// Port of the MQTT 3.1.1 listener on 127.0.0.1.
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    /// Port of the MQTT 5 listener on 127.0.0.1.
+    #[arg(long, default_value_t = 1884)]
+    port_v5: u16,
+    /// Log level for stderr.
+    #[arg(long, env = "MQTT_MCP_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rumqttd=off,rumqttc=warn")));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(mqtt_mcp::mcp::logging::McpLogLayer::new())
+        .try_init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Some(Command::Broker(b)) => runtime.block_on(run_broker(b)),
+        Some(Command::Serve(s)) => runtime.block_on(serve(s)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn run_broker(b: BrokerArgs) -> anyhow::Result<()> {
+    init_logging(&b.log_level);
+    let cfg = BrokerConfig {
+        v4_port: Some(b.port),
+        v5_port: Some(b.port_v5),
+        ..Default::default()
+    };
+    let addrs = tokio::task::spawn_blocking(move || mqtt_mcp::broker::start(&cfg)).await??;
+    eprintln!(
+        "embedded broker: mqtt://{} (MQTT 3.1.1), mqtt://{} (MQTT 5); Ctrl-C stops it",
+        addrs.v4, addrs.v5
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn serve(s: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&s.log_level);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = ServerConfig {
+        max_line_bytes: s.max_line_bytes.max(1024),
+        max_call_timeout: Duration::from_secs(s.max_call_timeout.max(1)),
+        connect_timeout: Duration::from_millis(s.connect_timeout_ms.max(100)),
+        sessions: mqtt_mcp::session::SessionConfig {
+            ttl: Duration::from_secs(s.session_ttl.max(1)),
+            max_sessions: s.max_sessions.max(1),
+        },
+        ..Default::default()
+    };
+    let target = match &s.broker {
+        Some(url) => {
+            let mut u = BrokerUrl::parse(url).context("--broker / MQTT_MCP_BROKER")?;
+            if let Some(user) = &s.username {
+                u.username = Some(user.clone());
+            }
+            if let Ok(p) = std::env::var("MQTT_MCP_PASSWORD") {
+                u.password = Some(SecretString::new(p));
+            }
+            DefaultBroker::External(u)
+        }
+        None if s.no_embedded => DefaultBroker::None,
+        None => DefaultBroker::Embedded(BrokerConfig {
+            v4_port: s.embedded_port,
+            v5_port: s.embedded_port_v5,
+            ..Default::default()
+        }),
+    };
+    let app = App::new(config)?;
+    app.start_default(target);
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = mqtt_mcp::mcp::run(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        app.clone(),
+        shutdown,
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(800), app.shutdown()).await;
+    result.context("serving stdio")?;
+    Ok(())
+}

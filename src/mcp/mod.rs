@@ -1,0 +1,353 @@
+//! The MCP server over one byte stream: reads lines, answers requests
+//! concurrently (responses are matched by id, not by order), and shuts down
+//! cleanly when the input ends.
+//!
+//! One task reads, one task writes; every request runs in a task of its own,
+//! bounded by a semaphore, so a slow tool call never blocks `ping`. Lifecycle
+//! messages (`initialize`) are handled inline so that a request sent right
+//! after `initialize` already sees the initialized state.
+
+mod lifecycle;
+pub mod logging;
+
+use crate::app::App;
+use crate::jsonrpc::{self, code, Id, Incoming, Line, LineReader, RpcError};
+use crate::tools::{self, ToolContext};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use lifecycle::{LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+
+/// State of one client connection (one process for stdio).
+struct Conn {
+    /// The shared runtime.
+    app: Arc<App>,
+    /// Answers and notifications, serialized, to the writer task.
+    out: mpsc::Sender<String>,
+    /// `initialize` was answered.
+    initialized: AtomicBool,
+    /// Negotiated protocol version.
+    version: Mutex<Option<&'static str>>,
+    /// Minimum level of `notifications/message` (index into logging::LEVELS).
+    log_level: AtomicU8,
+    /// Cancellation tokens of requests in flight, by id.
+    inflight: Mutex<HashMap<Id, CancellationToken>>,
+    /// Cancelled at shutdown: stops every request.
+    stop: CancellationToken,
+}
+
+impl Conn {
+    async fn send(&self, line: String) {
+        let _ = self.out.send(line).await;
+    }
+
+    fn ok(&self, id: &Id, result: Value) -> String {
+        jsonrpc::response(id, result)
+    }
+
+    fn err(&self, id: Option<&Id>, code: i64, msg: impl Into<String>) -> String {
+        jsonrpc::error_response(id, &RpcError::new(code, msg))
+    }
+}
+
+/// Serves MCP on `reader`/`writer` until the input ends or `shutdown` fires.
+/// Broker sessions are left to the caller (`App::shutdown`).
+pub async fn run<R, W>(
+    reader: R,
+    writer: W,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel::<String>(1024);
+    let writer_task = tokio::spawn(write_lines(writer, out_rx));
+    let conn = Arc::new(Conn {
+        app: app.clone(),
+        out: out_tx,
+        initialized: AtomicBool::new(false),
+        version: Mutex::new(None),
+        log_level: AtomicU8::new(logging::DEFAULT_LEVEL),
+        inflight: Mutex::new(HashMap::new()),
+        stop: CancellationToken::new(),
+    });
+    let log_task = logging::forward(
+        conn.out.clone(),
+        conn.clone_level_handle(),
+        conn.stop.clone(),
+    );
+    let permits = Arc::new(Semaphore::new(app.config.max_concurrent_requests.max(1)));
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(64 * 1024, reader),
+        app.config.max_line_bytes,
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Cancellation safety: `next_line` is not cancel safe, but when the
+        // shutdown branch wins we stop reading for good, so nothing is lost
+        // that would have been processed.
+        let line = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            l = lines.next_line() => l,
+        };
+        while tasks.try_join_next().is_some() {}
+        let line = match line {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("reading input failed: {e}");
+                break;
+            }
+        };
+        let bytes = match line {
+            Line::TooLong { discarded } => {
+                conn.send(conn.err(None, code::INVALID_REQUEST, format!("Invalid Request: the line of {discarded} bytes exceeds the limit of {} bytes (--max-line-bytes); it was discarded", app.config.max_line_bytes))).await;
+                continue;
+            }
+            Line::Complete(b) => b,
+        };
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match jsonrpc::classify(&bytes) {
+            Incoming::Invalid { id, error } => {
+                conn.send(jsonrpc::error_response(id.as_ref(), &error))
+                    .await
+            }
+            Incoming::Response => {}
+            Incoming::Notification { method, params } => conn.notification(&method, params),
+            Incoming::Request { id, method, params } => {
+                if let Some(answer) = conn.inline(&id, &method, params.as_ref()) {
+                    conn.send(answer).await;
+                    continue;
+                }
+                let token = conn.stop.child_token();
+                let duplicate = {
+                    let mut inflight = conn.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                    let dup = inflight.contains_key(&id);
+                    if !dup {
+                        inflight.insert(id.clone(), token.clone());
+                    }
+                    dup
+                };
+                if duplicate {
+                    conn.send(conn.err(Some(&id), code::INVALID_REQUEST, "Invalid Request: a request with this id is still in flight; use unique ids")).await;
+                    continue;
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let c = conn.clone();
+                tasks.spawn(async move {
+                    let answer = tokio::select! {
+                        _ = token.cancelled() => None,
+                        a = c.request(&id, &method, params, token.clone()) => Some(a),
+                    };
+                    c.inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    if let Some(a) = answer {
+                        if !token.is_cancelled() {
+                            c.send(a).await;
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Input ended: give in-flight calls a short grace, then cancel them.
+    let grace = app.config.shutdown_grace;
+    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    conn.stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    if let Some(t) = log_task {
+        t.abort();
+    }
+    drop(conn);
+    writer_task.await.map_err(std::io::Error::other)?
+}
+
+async fn write_lines<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::Receiver<String>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(8192);
+    while let Some(line) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        // Coalesce whatever is already queued into one write.
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(l) => {
+                    buf.extend_from_slice(l.as_bytes());
+                    buf.push(b'\n');
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = async {
+            w.write_all(&buf).await?;
+            w.flush().await
+        }
+        .await
+        {
+            // The client went away; keep draining so senders never block.
+            tracing::debug!("output closed: {e}");
+            while rx.recv().await.is_some() {}
+            return Ok(());
+        }
+    }
+    let _ = w.shutdown().await;
+    Ok(())
+}
+
+impl Conn {
+    fn clone_level_handle(self: &Arc<Self>) -> Arc<dyn Fn() -> u8 + Send + Sync> {
+        let weak = Arc::downgrade(self);
+        Arc::new(move || {
+            weak.upgrade()
+                .map(|c| c.log_level.load(Ordering::Relaxed))
+                .unwrap_or(u8::MAX)
+        })
+    }
+
+    /// Notifications are never answered.
+    fn notification(&self, method: &str, params: Option<Value>) {
+        match method {
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                let Some(id) =
+                    params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(|v| match v {
+                            Value::String(s) => Some(Id::String(s.clone())),
+                            Value::Number(n) => Some(Id::Number(n.to_string())),
+                            _ => None,
+                        })
+                else {
+                    return;
+                };
+                let token = self
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .cloned();
+                if let Some(t) = token {
+                    tracing::debug!("request {id:?} cancelled by the client");
+                    t.cancel();
+                }
+            }
+            _ => tracing::debug!("ignoring notification {method}"),
+        }
+    }
+
+    /// Requests answered on the reader task, in order: lifecycle and errors
+    /// that need no work. None means "run it as a task".
+    fn inline(&self, id: &Id, method: &str, params: Option<&Value>) -> Option<String> {
+        let initialized = self.initialized.load(Ordering::SeqCst);
+        match method {
+            "initialize" => Some(match lifecycle::initialize(params) {
+                _ if initialized => self.err(Some(id), code::INVALID_REQUEST, "Invalid Request: initialize was already received; send it once per connection"),
+                Ok((version, result)) => {
+                    *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(version);
+                    self.initialized.store(true, Ordering::SeqCst);
+                    self.ok(id, result)
+                }
+                Err(e) => jsonrpc::error_response(Some(id), &e),
+            }),
+            "ping" => Some(self.ok(id, json!({}))),
+            "server/discover" => Some(self.err(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                "Method not found: server/discover; this server speaks MCP 2024-11-05 to 2025-11-25, send initialize",
+            )),
+            _ if !initialized => Some(self.err(
+                Some(id),
+                code::INVALID_REQUEST,
+                format!("Invalid Request: {method} before initialize; send initialize first (only ping is allowed before it)"),
+            )),
+            "tools/list" => Some(match lifecycle::tools_list(params, self.app.config.list_page_size) {
+                Ok(r) => self.ok(id, r),
+                Err(e) => jsonrpc::error_response(Some(id), &e),
+            }),
+            "logging/setLevel" => Some(match params.and_then(|p| p.get("level")).and_then(Value::as_str).and_then(logging::level_index) {
+                Some(l) => {
+                    self.log_level.store(l, Ordering::Relaxed);
+                    self.ok(id, json!({}))
+                }
+                None => self.err(Some(id), code::INVALID_PARAMS, format!("Invalid params: level must be one of {}", logging::LEVELS.join(", "))),
+            }),
+            "tools/call" => None,
+            _ => Some(self.err(Some(id), code::METHOD_NOT_FOUND, format!("Method not found: {method}"))),
+        }
+    }
+
+    /// Requests that may take time: `tools/call`.
+    async fn request(
+        &self,
+        id: &Id,
+        method: &str,
+        params: Option<Value>,
+        cancel: CancellationToken,
+    ) -> String {
+        debug_assert_eq!(method, "tools/call");
+        let mut params =
+            match params {
+                Some(Value::Object(m)) => m,
+                _ => return self.err(
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    "Invalid params: tools/call needs params {\"name\": ..., \"arguments\": {...}}",
+                ),
+            };
+        let name = match params.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return self.err(
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    "Invalid params: \"name\" must be a tool name string; see tools/list",
+                )
+            }
+        };
+        let Some(tool) = tools::find(&name) else {
+            return self.err(Some(id), code::INVALID_PARAMS, format!("Invalid params: unknown tool {name:?}; call tools/list for the available tools"));
+        };
+        let args = match params.remove("arguments") {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return self.err(
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    "Invalid params: \"arguments\" must be an object",
+                )
+            }
+        };
+        let ctx = ToolContext {
+            app: self.app.clone(),
+            cancel,
+        };
+        let limit = self.app.config.max_call_timeout;
+        let result = match tokio::time::timeout(limit, tools::call(&ctx, tool, args)).await {
+            Ok(r) => r,
+            Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))),
+        };
+        self.ok(id, result)
+    }
+}

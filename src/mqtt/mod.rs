@@ -1,0 +1,5 @@
+//! MQTT: the connection task, broker URLs, topic names and filters.
+
+pub mod client;
+pub mod topic;
+pub mod url;

@@ -1,0 +1,179 @@
+//! The tools: the generated contract (types, table, dispatch) from `schema/`,
+//! argument validation against it, and the handlers, one file per family.
+//!
+//! A tool failure is not a protocol error: it becomes a `tools/call` result
+//! with `isError: true` whose text tells the model how to fix its call.
+
+use crate::app::App;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+mod sessions;
+
+/// Handler functions, by tool name; `dispatch` (generated) calls them.
+pub mod handlers {
+    pub use super::sessions::{close_connection, establish_connection, list_active_connections};
+}
+
+/// A tool's static entry: the schema file's JSON, parsed and compiled lazily
+/// so that start-up does not pay for tools that are never called.
+pub struct ToolDef {
+    /// Which tool.
+    pub id: ToolId,
+    /// Its name in `tools/list` and `tools/call`.
+    pub name: &'static str,
+    /// The schema file, verbatim.
+    pub json: &'static str,
+    /// `json` parsed once.
+    pub parsed: std::sync::OnceLock<Value>,
+    /// The compiled `inputSchema` validator (or why it failed to compile).
+    pub validator: std::sync::OnceLock<Result<jsonschema::Validator, String>>,
+}
+
+impl ToolDef {
+    /// The tool object served by `tools/list`.
+    pub fn definition(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.json).unwrap_or(Value::Null))
+    }
+
+    /// Checks arguments against `inputSchema`; every violation is listed with its JSON path.
+    pub fn validate(&self, args: &Value) -> Result<(), Vec<String>> {
+        let v = self.validator.get_or_init(|| {
+            jsonschema::draft202012::new(&self.definition()["inputSchema"])
+                .map_err(|e| e.to_string())
+        });
+        match v {
+            Ok(v) => {
+                let errs: Vec<String> = v
+                    .iter_errors(args)
+                    .map(|e| {
+                        let path = e.instance_path().to_string();
+                        let path = if path.is_empty() {
+                            "(arguments)".to_string()
+                        } else {
+                            path
+                        };
+                        format!("{path}: {}", e.masked())
+                    })
+                    .collect();
+                if errs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(errs)
+                }
+            }
+            Err(e) => Err(vec![format!(
+                "internal: the schema of {} does not compile: {e}",
+                self.name
+            )]),
+        }
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/tools_gen.rs"));
+
+/// Looks a tool up by name.
+pub fn find(name: &str) -> Option<&'static ToolDef> {
+    TOOLS.iter().find(|t| t.name == name)
+}
+
+/// What a handler gets besides its arguments.
+pub struct ToolContext {
+    /// Sessions, vault, configuration.
+    pub app: Arc<App>,
+    /// Cancelled by `notifications/cancelled` or shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// A failed tool call, shown to the model as an `isError` result.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// Arguments broke the schema (one line per violation) or could not be used.
+    #[error("Invalid arguments:\n{}", .0.join("\n"))]
+    InvalidArguments(Vec<String>),
+    /// The tool ran and failed (broker refused, timeout, ...).
+    #[error("{0}")]
+    Failed(String),
+    /// A bug on our side.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ToolError {
+    /// Arguments that passed the schema but not deserialization (should not happen).
+    pub fn from_arguments(e: serde_json::Error) -> Self {
+        ToolError::InvalidArguments(vec![e.to_string()])
+    }
+
+    /// Serialization of a result failed.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ToolError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::session::SessionError> for ToolError {
+    fn from(e: crate::session::SessionError) -> Self {
+        ToolError::Failed(e.to_string())
+    }
+}
+
+/// Validates, runs, and shapes the `tools/call` result (success or `isError`).
+pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> Value {
+    if let Err(errs) = tool.validate(&args) {
+        return error_result(&ToolError::InvalidArguments(errs));
+    }
+    match dispatch(ctx, tool.id, args).await {
+        Ok(structured) => {
+            let text = structured.to_string();
+            serde_json::json!({
+                "content": [{ "type": "text", "text": text }],
+                "structuredContent": structured,
+                "isError": false
+            })
+        }
+        Err(e) => error_result(&e),
+    }
+}
+
+/// An `isError` result carrying the error's message.
+pub fn error_result(e: &ToolError) -> Value {
+    serde_json::json!({
+        "content": [{ "type": "text", "text": e.to_string() }],
+        "isError": true
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_compiles_and_names_match() {
+        for t in TOOLS.iter() {
+            assert_eq!(t.definition()["name"], t.name);
+            assert!(
+                t.validate(&serde_json::json!({"__nope": 1})).is_err(),
+                "{} accepts unknown fields",
+                t.name
+            );
+            jsonschema::draft202012::new(&t.definition()["outputSchema"]).unwrap();
+        }
+    }
+
+    #[test]
+    fn violations_carry_paths() {
+        let t = find("establish_connection").unwrap();
+        let errs = t
+            .validate(&serde_json::json!({"port": "x", "keep_alive": 1, "bogus": true}))
+            .unwrap_err();
+        assert!(errs.iter().any(|e| e.starts_with("/port:")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("/keep_alive:")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.contains("bogus")), "{errs:?}");
+    }
+}
