@@ -193,21 +193,28 @@ impl App {
     /// (waiting for it while it is still being connected).
     pub async fn session(&self, id: Option<&str>) -> Result<Arc<Session>, SessionError> {
         if id.is_none() {
-            let mut rx = self.default_state.subscribe();
-            let wait = tokio::time::timeout(
-                self.config.connect_timeout,
-                rx.wait_for(|s| *s != DefaultState::Pending),
-            )
-            .await;
-            if let Ok(Ok(state)) = wait {
-                if let DefaultState::Failed(why) = &*state {
-                    if self.sessions.get(None).is_err() {
-                        return Err(SessionError::DefaultUnavailable(why.clone()));
-                    }
+            if let DefaultState::Failed(why) = self.wait_default().await {
+                if self.sessions.get(None).is_err() {
+                    return Err(SessionError::DefaultUnavailable(why));
                 }
             }
         }
         self.sessions.get(id)
+    }
+
+    /// Waits (at most the connect timeout) while the default session is being
+    /// opened, so the first tool call after start sees it.
+    pub async fn wait_default(&self) -> DefaultState {
+        let mut rx = self.default_state.subscribe();
+        let wait = tokio::time::timeout(
+            self.config.connect_timeout,
+            rx.wait_for(|s| *s != DefaultState::Pending),
+        )
+        .await;
+        match wait {
+            Ok(Ok(state)) => state.clone(),
+            _ => self.default_state.borrow().clone(),
+        }
     }
 
     /// Stops background work and disconnects every session.

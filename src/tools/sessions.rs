@@ -81,6 +81,7 @@ pub async fn list_active_connections(
     ctx: &ToolContext,
     _p: params::ListActiveConnections,
 ) -> Result<results::ListActiveConnections, ToolError> {
+    ctx.app.wait_default().await;
     let mgr = &ctx.app.sessions;
     let sessions = mgr
         .list()

@@ -1,0 +1,371 @@
+//! Test helpers: drive the real `mqtt-mcp` binary over stdio, match answers
+//! by id, normalize volatile fields, and read the process's peak memory.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mqtt-mcp")
+}
+
+/// A free loopback port chosen by the OS.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP server that accepts connections and never answers: a broker that
+/// hangs before CONNACK. Lives as long as the returned listener thread.
+pub fn blackhole() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// A running server process.
+pub struct Server {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line, for secret checks.
+    pub stdout_log: Arc<Mutex<Vec<String>>>,
+    /// All of stderr.
+    pub stderr_log: Arc<Mutex<Vec<u8>>>,
+    buffered: VecDeque<Value>,
+    next_id: i64,
+    pub v4_port: u16,
+    pub v5_port: u16,
+}
+
+impl Server {
+    /// Starts `mqtt-mcp serve` with the embedded broker on free ports, plus `extra` args.
+    pub fn embedded(extra: &[&str]) -> Server {
+        Server::embedded_env(extra, &[])
+    }
+
+    /// Like `embedded`, with environment variables.
+    pub fn embedded_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let v4 = free_port();
+        let mut v5 = free_port();
+        while v5 == v4 {
+            v5 = free_port();
+        }
+        let mut args = vec![
+            "serve".to_string(),
+            "--embedded-port".into(),
+            v4.to_string(),
+            "--embedded-port-v5".into(),
+            v5.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = Server::spawn(&args, env);
+        s.v4_port = v4;
+        s.v5_port = v5;
+        s
+    }
+
+    /// Starts the binary with arbitrary args and environment.
+    pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.env_remove("MQTT_MCP_BROKER").env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn mqtt-mcp");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout_log = Arc::new(Mutex::new(Vec::new()));
+        let log = stdout_log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                log.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_log = Arc::new(Mutex::new(Vec::new()));
+        let elog = stderr_log.clone();
+        std::thread::spawn(move || {
+            let mut r = stderr;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                elog.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Server {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            stdout_log,
+            stderr_log,
+            buffered: VecDeque::new(),
+            next_id: 1000,
+            v4_port: 0,
+            v5_port: 0,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes one raw line (a newline is appended).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        self.send_raw(v.to_string().as_bytes());
+    }
+
+    /// The next message from the server, or None after `timeout`.
+    pub fn next_message(&mut self, timeout: Duration) -> Option<Value> {
+        if let Some(v) = self.buffered.pop_front() {
+            return Some(v);
+        }
+        self.lines.recv_timeout(timeout).ok().map(|l| {
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("server wrote non-JSON {l:?}: {e}"))
+        })
+    }
+
+    /// Waits for the response with `id`; other messages stay buffered.
+    pub fn recv_id(&mut self, id: &Value, timeout: Duration) -> Value {
+        if let Some(pos) = self
+            .buffered
+            .iter()
+            .position(|m| m.get("id") == Some(id) && m.get("method").is_none())
+        {
+            return self.buffered.remove(pos).unwrap();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no response with id {id} within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                )
+            });
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("server wrote non-JSON {line:?}: {e}"));
+            if v.get("id") == Some(id) && v.get("method").is_none() {
+                return v;
+            }
+            self.buffered.push_back(v);
+        }
+    }
+
+    /// Sends a request with a fresh id and returns the whole response.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = json!(self.next_id);
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.recv_id(&id, Duration::from_secs(20))
+    }
+
+    pub fn initialize(&mut self) -> Value {
+        let r = self.request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}));
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        r
+    }
+
+    /// Calls a tool and returns `result` (panics on a JSON-RPC error).
+    pub fn call(&mut self, name: &str, args: Value) -> Value {
+        let r = self.request("tools/call", json!({"name": name, "arguments": args}));
+        match r.get("result") {
+            Some(res) => res.clone(),
+            None => panic!("tools/call {name} gave a JSON-RPC error: {r}"),
+        }
+    }
+
+    /// Calls a tool that must succeed and returns its structuredContent.
+    pub fn call_ok(&mut self, name: &str, args: Value) -> Value {
+        let res = self.call(name, args);
+        assert_eq!(res["isError"], json!(false), "{name} failed: {res}");
+        res["structuredContent"].clone()
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Closes stdin and waits for exit.
+    pub fn finish(&mut self, timeout: Duration) -> (ExitStatus, Vec<Value>) {
+        self.close_stdin();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut rest: Vec<Value> = self.buffered.drain(..).collect();
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    rest.push(serde_json::from_str(&l).unwrap());
+                }
+                return (st, rest);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "server did not exit within {timeout:?} after stdin closed; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_log.lock().unwrap()).into_owned()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout_log.lock().unwrap().join("\n")
+    }
+
+    /// Peak resident set (VmHWM) in KiB.
+    pub fn vm_hwm_kib(&self) -> u64 {
+        vm_hwm_kib(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Normalization of volatile fields.
+
+/// Keys whose values change from run to run.
+const VOLATILE_KEYS: &[&str] = &[
+    "created_at",
+    "last_used_at",
+    "expires_in_s",
+    "received_at",
+    "last_seen",
+    "latency_ms",
+    "elapsed_ms",
+    "rtt_ms",
+    "first_seen",
+    "rate_per_s",
+    "duration_ms",
+];
+
+fn replace_token(s: &str, prefix: &str, hex_len: usize, placeholder: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + prefix.len()..];
+        let n = after.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
+        if n == hex_len {
+            out.push_str(placeholder);
+            rest = &after[n..];
+        } else {
+            out.push_str(prefix);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn replace_ports(s: &str) -> String {
+    let prefix = "127.0.0.1:";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + prefix.len()..];
+        let n = after.bytes().take_while(|b| b.is_ascii_digit()).count();
+        out.push_str(prefix);
+        if n > 0 {
+            out.push_str("<port>");
+        }
+        rest = &after[n..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && s.ends_with('Z')
+        && b[..4].iter().all(u8::is_ascii_digit)
+}
+
+/// Replaces volatile values: session and client ids, ports, times.
+pub fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let nv = if VOLATILE_KEYS.contains(&k.as_str()) && !v.is_null() {
+                        json!("<redacted>")
+                    } else {
+                        normalize(v)
+                    };
+                    (k.clone(), nv)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        Value::String(s) => {
+            if let Ok(inner @ (Value::Object(_) | Value::Array(_))) =
+                serde_json::from_str::<Value>(s)
+            {
+                return Value::String(normalize(&inner).to_string());
+            }
+            if is_timestamp(s) {
+                return json!("<time>");
+            }
+            let s = replace_token(s, "s_", 32, "<session_id>");
+            let s = replace_token(&s, "mqtt-mcp-", 12, "<client_id>");
+            Value::String(replace_ports(&s))
+        }
+        other => other.clone(),
+    }
+}
