@@ -1,0 +1,252 @@
+//! Payloads in and out. Outgoing: text, any JSON value, or bytes given as
+//! `{"base64": ...}` / `{"hex": ...}`. Incoming: valid UTF-8 JSON becomes a
+//! JSON value, other UTF-8 text stays text, anything else is base64 with its
+//! size; every form is truncated to a preview limit that the result states.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+/// Why an outgoing payload could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// `{"base64": ...}` that is not base64.
+    #[error("payload.base64 is not valid base64 (standard alphabet, with padding)")]
+    Base64,
+    /// `{"hex": ...}` that is not hex.
+    #[error("payload.hex is not valid hex (pairs of 0-9a-f)")]
+    Hex,
+    /// Larger than allowed.
+    #[error("the payload is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        /// Actual size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Turns the `payload` argument into bytes. Strings are sent as UTF-8 text;
+/// objects with exactly one key `base64` or `hex` are bytes; any other JSON
+/// value is sent as its compact JSON text; absent means empty.
+pub fn encode(v: Option<&Value>) -> Result<Bytes, PayloadError> {
+    match v {
+        None | Some(Value::Null) => Ok(Bytes::new()),
+        Some(Value::String(s)) => Ok(Bytes::from(s.clone().into_bytes())),
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("base64") => match &m["base64"] {
+            Value::String(s) => base64::engine::general_purpose::STANDARD.decode(s.trim()).map(Bytes::from).map_err(|_| PayloadError::Base64),
+            _ => Err(PayloadError::Base64),
+        },
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("hex") => match &m["hex"] {
+            Value::String(s) => decode_hex(s).map(Bytes::from).ok_or(PayloadError::Hex),
+            _ => Err(PayloadError::Hex),
+        },
+        Some(other) => Ok(Bytes::from(other.to_string().into_bytes())),
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// How a payload was decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Zero bytes.
+    Empty,
+    /// UTF-8 that parses as JSON.
+    Json,
+    /// UTF-8 that is not JSON.
+    Text,
+    /// Not UTF-8.
+    Binary,
+}
+
+impl Format {
+    /// Name used in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Empty => "empty",
+            Format::Json => "json",
+            Format::Text => "text",
+            Format::Binary => "binary",
+        }
+    }
+}
+
+/// Classifies without copying.
+pub fn format_of(bytes: &[u8]) -> Format {
+    if bytes.is_empty() {
+        return Format::Empty;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            let t = s.trim_start();
+            let looks_json = t.starts_with(['{', '[', '"']) || t.starts_with(|c: char| c.is_ascii_digit() || c == '-') || t.starts_with("true") || t.starts_with("false") || t.starts_with("null");
+            if looks_json && serde_json::from_str::<serde_json::de::IgnoredAny>(s).is_ok() {
+                Format::Json
+            } else {
+                Format::Text
+            }
+        }
+        Err(_) => Format::Binary,
+    }
+}
+
+/// Parses a JSON payload, if it is one.
+pub fn as_json(bytes: &[u8]) -> Option<Value> {
+    if format_of(bytes) == Format::Json {
+        serde_json::from_slice(bytes).ok()
+    } else {
+        None
+    }
+}
+
+/// Decodes for a result: `{"format", "size", and one of "json" | "text" |
+/// "base64", "truncated"}`. JSON larger than `limit` is shown as truncated text.
+pub fn decode(bytes: &[u8], limit: usize) -> Value {
+    let size = bytes.len();
+    let mut m = Map::new();
+    let format = format_of(bytes);
+    m.insert("format".into(), json!(format.as_str()));
+    m.insert("size".into(), json!(size));
+    let truncated = size > limit;
+    match format {
+        Format::Empty => {
+            m.insert("text".into(), json!(""));
+        }
+        Format::Json if !truncated => {
+            m.insert("json".into(), serde_json::from_slice(bytes).unwrap_or(Value::Null));
+        }
+        Format::Json | Format::Text => {
+            let s = std::str::from_utf8(bytes).unwrap_or_default();
+            m.insert("text".into(), json!(truncate_str(s, limit)));
+        }
+        Format::Binary => {
+            let cut = &bytes[..size.min(limit)];
+            m.insert("base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(cut)));
+        }
+    }
+    m.insert("truncated".into(), json!(truncated));
+    Value::Object(m)
+}
+
+/// Cuts at a char boundary at most `limit` bytes in.
+pub fn truncate_str(s: &str, limit: usize) -> &str {
+    if s.len() <= limit {
+        return s;
+    }
+    let mut end = limit;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A short one-line preview for listings.
+pub fn preview(bytes: &[u8], limit: usize) -> String {
+    match format_of(bytes) {
+        Format::Empty => String::new(),
+        Format::Json | Format::Text => {
+            let s = std::str::from_utf8(bytes).unwrap_or_default();
+            let t = truncate_str(s, limit);
+            if t.len() < s.len() {
+                format!("{t}…")
+            } else {
+                t.to_string()
+            }
+        }
+        Format::Binary => format!("<{} bytes binary: {}>", bytes.len(), base64::engine::general_purpose::STANDARD.encode(&bytes[..bytes.len().min(limit * 3 / 4)])),
+    }
+}
+
+/// A signature of a payload's structure: JSON keys and value types (not
+/// values), so that messages of the same shape group together.
+pub fn shape(bytes: &[u8]) -> String {
+    fn walk(v: &Value, out: &mut String, depth: usize) {
+        if depth > 6 {
+            out.push('…');
+            return;
+        }
+        match v {
+            Value::Null => out.push('n'),
+            Value::Bool(_) => out.push('b'),
+            Value::Number(_) => out.push('#'),
+            Value::String(_) => out.push('s'),
+            Value::Array(a) => {
+                out.push('[');
+                if let Some(f) = a.first() {
+                    walk(f, out, depth + 1);
+                }
+                out.push(']');
+            }
+            Value::Object(m) => {
+                out.push('{');
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for k in keys {
+                    out.push_str(k);
+                    out.push(':');
+                    walk(&m[k], out, depth + 1);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+        }
+    }
+    match format_of(bytes) {
+        Format::Json => {
+            let mut s = String::from("json:");
+            if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+                walk(&v, &mut s, 0);
+            }
+            s
+        }
+        f => f.as_str().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_all_forms() {
+        assert_eq!(encode(Some(&json!("hi"))).unwrap(), Bytes::from_static(b"hi"));
+        assert_eq!(encode(Some(&json!({"a": 1}))).unwrap(), Bytes::from_static(br#"{"a":1}"#));
+        assert_eq!(encode(Some(&json!(42))).unwrap(), Bytes::from_static(b"42"));
+        assert_eq!(encode(Some(&json!({"base64": "AP8="}))).unwrap(), Bytes::from_static(&[0, 255]));
+        assert_eq!(encode(Some(&json!({"hex": "00ff 10"}))).unwrap(), Bytes::from_static(&[0, 255, 16]));
+        assert_eq!(encode(None).unwrap(), Bytes::new());
+        assert_eq!(encode(Some(&json!({"base64": "!!"}))), Err(PayloadError::Base64));
+        assert_eq!(encode(Some(&json!({"hex": "abc"}))), Err(PayloadError::Hex));
+        // Two keys: an ordinary JSON object, sent as JSON.
+        assert_eq!(encode(Some(&json!({"hex": "00", "x": 1}))).unwrap(), Bytes::from_static(br#"{"hex":"00","x":1}"#));
+    }
+
+    #[test]
+    fn decodes_safely() {
+        assert_eq!(decode(b"", 10), json!({"format": "empty", "size": 0, "text": "", "truncated": false}));
+        assert_eq!(decode(br#"{"t":21.5}"#, 100), json!({"format": "json", "size": 10, "json": {"t": 21.5}, "truncated": false}));
+        assert_eq!(decode(b"on", 100)["format"], json!("text"));
+        assert_eq!(decode(&[0xff, 0xfe, 0], 100), json!({"format": "binary", "size": 3, "base64": "//4A", "truncated": false}));
+        let big = vec![0xffu8; 10 * 1024 * 1024];
+        let d = decode(&big, 64);
+        assert_eq!((d["size"].as_u64(), d["truncated"].as_bool()), (Some(10 * 1024 * 1024), Some(true)));
+        assert!(d["base64"].as_str().unwrap().len() < 100);
+        let t = decode("ééé".as_bytes(), 3);
+        assert_eq!(t["text"], json!("é"));
+    }
+
+    #[test]
+    fn shapes_ignore_values() {
+        assert_eq!(shape(br#"{"a":1,"b":"x"}"#), shape(br#"{"b":"y","a":2}"#));
+        assert_ne!(shape(br#"{"a":1}"#), shape(br#"{"a":"1"}"#));
+        assert_eq!(shape(b"hello"), "text");
+    }
+}
