@@ -300,7 +300,10 @@ fn rust_type(
         "string" if secret => "crate::secret::SecretString".to_string(),
         "string" => "String".to_string(),
         "integer" => {
-            if prop["minimum"].as_i64().is_some_and(|m| m >= 0) {
+            let enum_non_negative = prop["enum"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty() && e.iter().all(|v| v.as_u64().is_some()));
+            if prop["minimum"].as_i64().is_some_and(|m| m >= 0) || enum_non_negative {
                 "u64".to_string()
             } else {
                 "i64".to_string()

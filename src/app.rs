@@ -181,6 +181,13 @@ impl App {
         let (conn, info) = Connection::connect(spec, self.vault.clone())
             .await
             .map_err(OpenError::Connect)?;
+        // rumqttd drops clients that subscribe to `$` filters: never try on it.
+        if let Some(e) = self.embedded() {
+            let loopback = url.host == "127.0.0.1" || url.host == "localhost" || url.host == "::1";
+            if loopback && (url.port == e.v4.port() || url.port == e.v5.port()) {
+                conn.refuse_dollar_filters();
+            }
+        }
         let s = self
             .sessions
             .insert(slot, conn, url.redacted(), client_id, is_default)

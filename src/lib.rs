@@ -24,6 +24,8 @@ pub mod config;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod mqtt;
+pub mod payload;
 pub mod secret;
 pub mod session;
+pub mod subscriptions;
 pub mod tools;

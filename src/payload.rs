@@ -35,7 +35,10 @@ pub fn encode(v: Option<&Value>) -> Result<Bytes, PayloadError> {
         None | Some(Value::Null) => Ok(Bytes::new()),
         Some(Value::String(s)) => Ok(Bytes::from(s.clone().into_bytes())),
         Some(Value::Object(m)) if m.len() == 1 && m.contains_key("base64") => match &m["base64"] {
-            Value::String(s) => base64::engine::general_purpose::STANDARD.decode(s.trim()).map(Bytes::from).map_err(|_| PayloadError::Base64),
+            Value::String(s) => base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map(Bytes::from)
+                .map_err(|_| PayloadError::Base64),
             _ => Err(PayloadError::Base64),
         },
         Some(Value::Object(m)) if m.len() == 1 && m.contains_key("hex") => match &m["hex"] {
@@ -51,11 +54,14 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// How a payload was decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Zero bytes.
     Empty,
@@ -87,8 +93,12 @@ pub fn format_of(bytes: &[u8]) -> Format {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             let t = s.trim_start();
-            let looks_json = t.starts_with(['{', '[', '"']) || t.starts_with(|c: char| c.is_ascii_digit() || c == '-') || t.starts_with("true") || t.starts_with("false") || t.starts_with("null");
-            if looks_json && serde_json::from_str::<serde_json::de::IgnoredAny>(s).is_ok() {
+            let looks_json = t.starts_with(['{', '[', '"'])
+                || t.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+                || t.starts_with("true")
+                || t.starts_with("false")
+                || t.starts_with("null");
+            if looks_json && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() {
                 Format::Json
             } else {
                 Format::Text
@@ -121,7 +131,10 @@ pub fn decode(bytes: &[u8], limit: usize) -> Value {
             m.insert("text".into(), json!(""));
         }
         Format::Json if !truncated => {
-            m.insert("json".into(), serde_json::from_slice(bytes).unwrap_or(Value::Null));
+            m.insert(
+                "json".into(),
+                serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            );
         }
         Format::Json | Format::Text => {
             let s = std::str::from_utf8(bytes).unwrap_or_default();
@@ -129,7 +142,10 @@ pub fn decode(bytes: &[u8], limit: usize) -> Value {
         }
         Format::Binary => {
             let cut = &bytes[..size.min(limit)];
-            m.insert("base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(cut)));
+            m.insert(
+                "base64".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(cut)),
+            );
         }
     }
     m.insert("truncated".into(), json!(truncated));
@@ -161,7 +177,12 @@ pub fn preview(bytes: &[u8], limit: usize) -> String {
                 t.to_string()
             }
         }
-        Format::Binary => format!("<{} bytes binary: {}>", bytes.len(), base64::engine::general_purpose::STANDARD.encode(&bytes[..bytes.len().min(limit * 3 / 4)])),
+        Format::Binary => format!(
+            "<{} bytes binary: {}>",
+            bytes.len(),
+            base64::engine::general_purpose::STANDARD
+                .encode(&bytes[..bytes.len().min(limit * 3 / 4)])
+        ),
     }
 }
 
@@ -217,27 +238,57 @@ mod tests {
 
     #[test]
     fn encodes_all_forms() {
-        assert_eq!(encode(Some(&json!("hi"))).unwrap(), Bytes::from_static(b"hi"));
-        assert_eq!(encode(Some(&json!({"a": 1}))).unwrap(), Bytes::from_static(br#"{"a":1}"#));
+        assert_eq!(
+            encode(Some(&json!("hi"))).unwrap(),
+            Bytes::from_static(b"hi")
+        );
+        assert_eq!(
+            encode(Some(&json!({"a": 1}))).unwrap(),
+            Bytes::from_static(br#"{"a":1}"#)
+        );
         assert_eq!(encode(Some(&json!(42))).unwrap(), Bytes::from_static(b"42"));
-        assert_eq!(encode(Some(&json!({"base64": "AP8="}))).unwrap(), Bytes::from_static(&[0, 255]));
-        assert_eq!(encode(Some(&json!({"hex": "00ff 10"}))).unwrap(), Bytes::from_static(&[0, 255, 16]));
+        assert_eq!(
+            encode(Some(&json!({"base64": "AP8="}))).unwrap(),
+            Bytes::from_static(&[0, 255])
+        );
+        assert_eq!(
+            encode(Some(&json!({"hex": "00ff 10"}))).unwrap(),
+            Bytes::from_static(&[0, 255, 16])
+        );
         assert_eq!(encode(None).unwrap(), Bytes::new());
-        assert_eq!(encode(Some(&json!({"base64": "!!"}))), Err(PayloadError::Base64));
+        assert_eq!(
+            encode(Some(&json!({"base64": "!!"}))),
+            Err(PayloadError::Base64)
+        );
         assert_eq!(encode(Some(&json!({"hex": "abc"}))), Err(PayloadError::Hex));
         // Two keys: an ordinary JSON object, sent as JSON.
-        assert_eq!(encode(Some(&json!({"hex": "00", "x": 1}))).unwrap(), Bytes::from_static(br#"{"hex":"00","x":1}"#));
+        assert_eq!(
+            encode(Some(&json!({"hex": "00", "x": 1}))).unwrap(),
+            Bytes::from_static(br#"{"hex":"00","x":1}"#)
+        );
     }
 
     #[test]
     fn decodes_safely() {
-        assert_eq!(decode(b"", 10), json!({"format": "empty", "size": 0, "text": "", "truncated": false}));
-        assert_eq!(decode(br#"{"t":21.5}"#, 100), json!({"format": "json", "size": 10, "json": {"t": 21.5}, "truncated": false}));
+        assert_eq!(
+            decode(b"", 10),
+            json!({"format": "empty", "size": 0, "text": "", "truncated": false})
+        );
+        assert_eq!(
+            decode(br#"{"t":21.5}"#, 100),
+            json!({"format": "json", "size": 10, "json": {"t": 21.5}, "truncated": false})
+        );
         assert_eq!(decode(b"on", 100)["format"], json!("text"));
-        assert_eq!(decode(&[0xff, 0xfe, 0], 100), json!({"format": "binary", "size": 3, "base64": "//4A", "truncated": false}));
+        assert_eq!(
+            decode(&[0xff, 0xfe, 0], 100),
+            json!({"format": "binary", "size": 3, "base64": "//4A", "truncated": false})
+        );
         let big = vec![0xffu8; 10 * 1024 * 1024];
         let d = decode(&big, 64);
-        assert_eq!((d["size"].as_u64(), d["truncated"].as_bool()), (Some(10 * 1024 * 1024), Some(true)));
+        assert_eq!(
+            (d["size"].as_u64(), d["truncated"].as_bool()),
+            (Some(10 * 1024 * 1024), Some(true))
+        );
         assert!(d["base64"].as_str().unwrap().len() < 100);
         let t = decode("ééé".as_bytes(), 3);
         assert_eq!(t["text"], json!("é"));

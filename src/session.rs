@@ -89,6 +89,8 @@ pub struct Session<L = Connection> {
     pub created_at: SystemTime,
     /// The default session never expires.
     pub is_default: bool,
+    /// Background subscriptions (stopped when the session goes).
+    pub subscriptions: crate::subscriptions::Registry,
     /// Last use on the monotonic clock (TTL) and on the wall clock (display).
     last_used: Mutex<(Instant, SystemTime)>,
 }
@@ -200,6 +202,7 @@ impl<L: Link> SessionManager<L> {
             link,
             created_at: now.1,
             is_default,
+            subscriptions: Default::default(),
             last_used: Mutex::new(now),
         });
         let mut map = self.lock();

@@ -38,6 +38,19 @@ fn substitute(text: &str, vars: &HashMap<String, String>) -> String {
     out
 }
 
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 300 {
+        format!(
+            "{}… ({} bytes)",
+            &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())],
+            s.len()
+        )
+    } else {
+        s
+    }
+}
+
 /// Walks expected and actual together: captures, then compares with normalization.
 fn compare(
     expected: &Value,
@@ -71,7 +84,7 @@ fn compare(
                         compare(ev, rv, nv, &format!("{path}/{k}"), vars, errors)
                     }
                     (Some(_), None, _) => errors.push(format!("{path}/{k}: missing in the answer")),
-                    _ => errors.push(format!("{path}/{k}: not expected, got {}", n[k])),
+                    _ => errors.push(format!("{path}/{k}: not expected, got {}", short(&n[k]))),
                 }
             }
         }
@@ -81,7 +94,7 @@ fn compare(
             }
         }
         (e, n) if e == n => {}
-        (e, n) => errors.push(format!("{path}: expected {e}, got {n}")),
+        (e, n) => errors.push(format!("{path}: expected {}, got {}", short(e), short(n))),
     }
 }
 

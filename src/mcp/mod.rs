@@ -339,11 +339,20 @@ impl Conn {
                 )
             }
         };
+        let progress = params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .filter(|t| t.is_string() || t.is_number())
+            .map(|t| tools::Progress {
+                token: t.clone(),
+                out: self.out.clone(),
+            });
         let ctx = ToolContext {
             app: self.app.clone(),
             cancel,
+            progress,
         };
-        let limit = self.app.config.max_call_timeout;
+        let limit = self.app.config.max_call_timeout + std::time::Duration::from_secs(1);
         let result = match tokio::time::timeout(limit, tools::call(&ctx, tool, args)).await {
             Ok(r) => r,
             Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))),

@@ -211,14 +211,65 @@ pub enum RequestError {
     /// The event loop went away while we waited.
     #[error("the connection dropped before the broker answered; the outcome is unknown")]
     Lost,
+    /// The broker does not allow `$` filters (it dropped the connection for one).
+    #[error("this broker does not allow subscriptions to $ topics (such as $SYS/#); it dropped the connection for one. Subscribe to ordinary topics instead")]
+    DollarRefused,
 }
 
-/// A message route: where messages matching `filter` are delivered.
+/// Why a subscription could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The request could not be sent or was lost.
+    #[error(transparent)]
+    Request(RequestError),
+    /// No SUBACK in time.
+    #[error("the broker did not confirm the subscription (SUBACK) within {0} ms")]
+    Timeout(u128),
+    /// The broker refused a filter.
+    #[error("the broker refused the subscription to {filter:?} (reason code 0x{code:02X}); the user may lack permission or the filter is not allowed")]
+    Refused {
+        /// The filter.
+        filter: String,
+        /// Reason code.
+        code: u8,
+    },
+}
+
+/// An open subscription; unsubscribes (if no one else holds its filters) on drop.
+pub struct Subscription {
+    /// The connection it lives on.
+    conn: Connection,
+    /// Where its messages arrive.
+    pub route: RouteHandle,
+    /// Per filter: what the broker granted.
+    pub granted: Vec<(String, SubAckCode)>,
+}
+
+impl Subscription {
+    /// Messages lost because the consumer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.route.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.conn.unroute(self.route.id);
+    }
+}
+
+/// A message route: where messages matching any of `filters` are delivered (once).
 struct Route {
     /// Route id (one per subscriber).
     id: u64,
-    /// The MQTT filter to match topics against (shared subscriptions by inner filter).
-    filter: String,
+    /// The MQTT filters to match topics against (shared subscriptions by inner filter).
+    filters: Vec<String>,
     /// Bounded delivery channel; full means the subscriber is slow.
     tx: mpsc::Sender<Arc<Message>>,
     /// Messages that did not fit into `tx`.
@@ -274,6 +325,14 @@ struct Shared {
     next_route: AtomicU64,
     received: AtomicU64,
     state_tx: tokio::sync::watch::Sender<u64>,
+    /// Recent messages per topic (for `topic_history`).
+    history: Mutex<super::history::History>,
+    /// A `$` filter whose SUBACK is outstanding; if the broker drops us
+    /// meanwhile (rumqttd does), the filter is not replayed and `$` filters
+    /// are refused from then on.
+    dollar_probe: Mutex<Option<String>>,
+    /// Set once the broker dropped us for a `$` filter.
+    dollar_refused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -766,6 +825,9 @@ impl Connection {
             next_route: AtomicU64::new(1),
             received: AtomicU64::new(0),
             state_tx,
+            history: Mutex::new(super::history::History::new(Default::default())),
+            dollar_probe: Mutex::new(None),
+            dollar_refused: std::sync::atomic::AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
         let conn = Connection {
@@ -872,18 +934,25 @@ impl Connection {
         }
     }
 
-    /// Registers a route for `filter` and subscribes on the broker if no other
-    /// route holds the filter at this QoS. Returns the route and, when a
-    /// SUBSCRIBE was sent, the receiver of its SUBACK.
+    /// Registers one route for `filters` and sends SUBSCRIBE for each (also
+    /// for filters other routes hold: that makes the broker resend retained
+    /// messages for the newcomer). Returns the route and one SUBACK receiver
+    /// per filter.
     #[allow(clippy::type_complexity)]
     pub fn subscribe(
         &self,
-        filter: &str,
-        qos: u8,
+        filters: &[(String, u8)],
         depth: usize,
-    ) -> Result<(RouteHandle, Option<oneshot::Receiver<Vec<SubAckCode>>>), RequestError> {
+    ) -> Result<(RouteHandle, Vec<oneshot::Receiver<Vec<SubAckCode>>>), RequestError> {
         if self.stop.is_cancelled() {
             return Err(RequestError::Closed);
+        }
+        if filters
+            .iter()
+            .any(|(f, _)| super::topic::is_dollar_filter(f))
+            && self.shared.dollar_refused.load(Ordering::Relaxed)
+        {
+            return Err(RequestError::DollarRefused);
         }
         let (tx, rx) = mpsc::channel(depth.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -891,35 +960,91 @@ impl Connection {
         if let Ok(mut r) = self.shared.routes.lock() {
             r.push(Route {
                 id,
-                filter: filter.to_string(),
+                filters: filters.iter().map(|(f, _)| f.clone()).collect(),
                 tx,
                 dropped: dropped.clone(),
             });
         }
-        let need = {
-            let mut f = self
-                .shared
-                .filters
-                .lock()
-                .map_err(|_| RequestError::Closed)?;
-            let e = f.by_filter.entry(filter.to_string()).or_insert((qos, 0));
-            e.1 += 1;
-            let need = e.1 == 1 || qos > e.0;
-            e.0 = e.0.max(qos);
-            need
-        };
-        let ack = if need {
+        let mut acks = Vec::with_capacity(filters.len());
+        for (filter, qos) in filters {
+            let qos = {
+                let mut f = self
+                    .shared
+                    .filters
+                    .lock()
+                    .map_err(|_| RequestError::Closed)?;
+                let e = f.by_filter.entry(filter.clone()).or_insert((*qos, 0));
+                e.1 += 1;
+                e.0 = e.0.max(*qos);
+                e.0
+            };
+            if super::topic::is_dollar_filter(filter) {
+                if let Ok(mut d) = self.shared.dollar_probe.lock() {
+                    *d = Some(filter.clone());
+                }
+            }
             match self.send_subscribe(filter, qos, true) {
-                Ok(rx) => rx,
+                Ok(Some(rx)) => acks.push(rx),
+                Ok(None) => {}
                 Err(e) => {
                     self.unroute(id);
                     return Err(e);
                 }
             }
-        } else {
-            None
+        }
+        Ok((RouteHandle { id, rx, dropped }, acks))
+    }
+
+    /// Subscribes and waits for every SUBACK (at most `timeout`). The returned
+    /// guard unsubscribes when dropped, so a cancelled call leaves nothing behind.
+    pub async fn open_subscription(
+        &self,
+        filters: &[(String, u8)],
+        depth: usize,
+        timeout: Duration,
+    ) -> Result<Subscription, SubscribeError> {
+        let (handle, acks) = self
+            .subscribe(filters, depth)
+            .map_err(SubscribeError::Request)?;
+        let mut sub = Subscription {
+            conn: self.clone(),
+            route: handle,
+            granted: Vec::new(),
         };
-        Ok((RouteHandle { id, rx, dropped }, ack))
+        let waited = tokio::time::timeout(timeout, async {
+            let mut out = Vec::new();
+            for rx in acks {
+                out.push(rx.await.ok().and_then(|codes| codes.first().copied()));
+            }
+            out
+        })
+        .await;
+        let codes = match waited {
+            Ok(c) => c,
+            Err(_) => return Err(SubscribeError::Timeout(timeout.as_millis())),
+        };
+        for ((filter, _), code) in filters.iter().zip(codes) {
+            match code {
+                Some(c) => sub.granted.push((filter.clone(), c)),
+                None if super::topic::is_dollar_filter(filter)
+                    && self.shared.dollar_refused.load(Ordering::Relaxed) =>
+                {
+                    return Err(SubscribeError::Request(RequestError::DollarRefused))
+                }
+                None => return Err(SubscribeError::Request(RequestError::Lost)),
+            }
+        }
+        if let Some((f, SubAckCode::Refused(code))) = sub
+            .granted
+            .iter()
+            .find(|(_, c)| matches!(c, SubAckCode::Refused(_)))
+        {
+            return Err(SubscribeError::Refused {
+                filter: f.clone(),
+                code: *code,
+            });
+        }
+        Ok(sub)
     }
 
     fn send_subscribe(
@@ -957,42 +1082,67 @@ impl Connection {
         }
     }
 
-    /// Removes a route; unsubscribes on the broker when it was the filter's last.
-    pub fn unroute(&self, id: u64) -> Option<oneshot::Receiver<()>> {
-        let filter = {
-            let mut r = self.shared.routes.lock().ok()?;
-            let pos = r.iter().position(|x| x.id == id)?;
-            r.remove(pos).filter
+    /// Removes a route; unsubscribes each filter that no other route holds.
+    pub fn unroute(&self, id: u64) {
+        let filters = {
+            let Ok(mut r) = self.shared.routes.lock() else {
+                return;
+            };
+            let Some(pos) = r.iter().position(|x| x.id == id) else {
+                return;
+            };
+            r.remove(pos).filters
         };
-        let last = {
-            let mut f = self.shared.filters.lock().ok()?;
-            match f.by_filter.get_mut(&filter) {
-                Some(e) if e.1 > 1 => {
-                    e.1 -= 1;
-                    false
+        for filter in filters {
+            let last = {
+                let Ok(mut f) = self.shared.filters.lock() else {
+                    return;
+                };
+                match f.by_filter.get_mut(&filter) {
+                    Some(e) if e.1 > 1 => {
+                        e.1 -= 1;
+                        false
+                    }
+                    Some(_) => {
+                        f.by_filter.remove(&filter);
+                        true
+                    }
+                    None => false,
                 }
-                Some(_) => {
-                    f.by_filter.remove(&filter);
-                    true
-                }
-                None => false,
+            };
+            if !last || self.stop.is_cancelled() {
+                continue;
             }
-        };
-        if !last || self.stop.is_cancelled() {
-            return None;
+            let Ok(mut p) = self.shared.pending.lock() else {
+                return;
+            };
+            let res = match &self.client {
+                Client::V4(c) => c.try_unsubscribe(filter).is_ok(),
+                Client::V5(c) => c.try_unsubscribe(filter).is_ok(),
+            };
+            if res {
+                p.unsub_fifo.push_back(None);
+            }
         }
-        let mut p = self.shared.pending.lock().ok()?;
-        let res = match &self.client {
-            Client::V4(c) => c.try_unsubscribe(filter).is_ok(),
-            Client::V5(c) => c.try_unsubscribe(filter).is_ok(),
-        };
-        if res {
-            let (tx, rx) = oneshot::channel();
-            p.unsub_fifo.push_back(Some(tx));
-            Some(rx)
-        } else {
-            None
-        }
+    }
+
+    /// The last `n` messages seen on `topic` by any subscription of this connection.
+    pub fn history(&self, topic: &str, n: usize) -> Vec<Arc<Message>> {
+        self.shared
+            .history
+            .lock()
+            .map(|h| h.last(topic, n))
+            .unwrap_or_default()
+    }
+
+    /// True once the broker dropped us for subscribing to a `$` filter.
+    pub fn dollar_refused(&self) -> bool {
+        self.shared.dollar_refused.load(Ordering::Relaxed)
+    }
+
+    /// Marks `$` filters as refused without trying (the embedded rumqttd drops such clients).
+    pub fn refuse_dollar_filters(&self) {
+        self.shared.dollar_refused.store(true, Ordering::Relaxed);
     }
 
     /// Sends DISCONNECT, waits briefly for it to leave, and stops the task.
@@ -1029,11 +1179,17 @@ impl Connection {
 fn deliver(shared: &Shared, msg: Message) {
     shared.received.fetch_add(1, Ordering::Relaxed);
     let msg = Arc::new(msg);
+    if let Ok(mut h) = shared.history.lock() {
+        h.record(&msg);
+    }
     let Ok(routes) = shared.routes.lock() else {
         return;
     };
     for r in routes.iter() {
-        if crate::mqtt::topic::matches(&r.filter, &msg.topic) && r.tx.try_send(msg.clone()).is_err()
+        if r.filters
+            .iter()
+            .any(|f| crate::mqtt::topic::matches(f, &msg.topic))
+            && r.tx.try_send(msg.clone()).is_err()
         {
             r.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -1095,6 +1251,9 @@ fn handle(shared: &Shared, ev: Ev) {
             }
         }
         Ev::SubAck { pkid, codes } => {
+            if let Ok(mut d) = shared.dollar_probe.lock() {
+                *d = None;
+            }
             let Ok(mut p) = shared.pending.lock() else {
                 return;
             };
@@ -1185,6 +1344,19 @@ async fn run_loop(
                 };
                 if closed {
                     break;
+                }
+                // SUBSCRIBE/UNSUBSCRIBE already written die with the connection:
+                // release their waiters (an empty SUBACK means "lost").
+                if let Ok(mut p) = shared.pending.lock() {
+                    p.sub_by_pkid.clear();
+                    p.unsub_by_pkid.clear();
+                }
+                if let Some(f) = shared.dollar_probe.lock().ok().and_then(|mut d| d.take()) {
+                    tracing::warn!("the broker dropped the connection after a subscription to {f:?}; not using $ filters on it again");
+                    shared.dollar_refused.store(true, Ordering::Relaxed);
+                    if let Ok(mut fs) = shared.filters.lock() {
+                        fs.by_filter.remove(&f);
+                    }
                 }
                 tracing::warn!(client_id = %spec.client_id, error = %e, "connection to {}:{} lost; retrying", spec.host, spec.port);
                 let wait = backoff(attempt);

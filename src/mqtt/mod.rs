@@ -1,5 +1,6 @@
 //! MQTT: the connection task, broker URLs, topic names and filters.
 
 pub mod client;
+pub mod history;
 pub mod topic;
 pub mod url;

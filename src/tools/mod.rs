@@ -9,10 +9,23 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+mod background;
+mod collect;
+mod common;
+mod diagnostics;
+mod discovery;
+mod publish;
+mod retained;
 mod sessions;
 
 /// Handler functions, by tool name; `dispatch` (generated) calls them.
 pub mod handlers {
+    pub use super::background::{list_subscriptions, read_messages, subscribe, unsubscribe};
+    pub use super::collect::{get_topic_schema, subscribe_and_collect};
+    pub use super::diagnostics::{debug_device, test_connection, topic_history};
+    pub use super::discovery::list_topics;
+    pub use super::publish::{publish_message, request_response};
+    pub use super::retained::{clear_retained, get_retained};
     pub use super::sessions::{close_connection, establish_connection, list_active_connections};
 }
 
@@ -85,6 +98,33 @@ pub struct ToolContext {
     pub app: Arc<App>,
     /// Cancelled by `notifications/cancelled` or shutdown.
     pub cancel: CancellationToken,
+    /// Where `notifications/progress` go, when the request asked for them.
+    pub progress: Option<Progress>,
+}
+
+/// A request's progress token and the connection's outgoing channel.
+#[derive(Clone)]
+pub struct Progress {
+    /// The client's `_meta.progressToken`, echoed in every notification.
+    pub token: Value,
+    /// The connection's output queue.
+    pub out: tokio::sync::mpsc::Sender<String>,
+}
+
+impl ToolContext {
+    /// Sends `notifications/progress` if the client asked for it; never blocks.
+    pub fn report(&self, progress: f64, total: Option<f64>, message: &str) {
+        if let Some(p) = &self.progress {
+            let mut params = serde_json::json!({"progressToken": p.token, "progress": progress, "message": message});
+            if let Some(t) = total {
+                params["total"] = Value::from(t);
+            }
+            let _ = p.out.try_send(crate::jsonrpc::notification(
+                "notifications/progress",
+                params,
+            ));
+        }
+    }
 }
 
 /// A failed tool call, shown to the model as an `isError` result.
@@ -125,7 +165,16 @@ pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> Value {
     if let Err(errs) = tool.validate(&args) {
         return error_result(&ToolError::InvalidArguments(errs));
     }
-    match dispatch(ctx, tool.id, args).await {
+    let deadline = deadline_for(&args, ctx.app.config.max_call_timeout);
+    let run = dispatch(ctx, tool.id, args);
+    let outcome = match tokio::time::timeout(deadline, run).await {
+        Ok(r) => r,
+        Err(_) => Err(ToolError::Failed(format!(
+            "the call did not finish within its deadline of {} ms; raise timeout_ms or ask for less (shorter window, fewer messages)",
+            deadline.as_millis()
+        ))),
+    };
+    match outcome {
         Ok(structured) => {
             let text = structured.to_string();
             serde_json::json!({
@@ -136,6 +185,22 @@ pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> Value {
         }
         Err(e) => error_result(&e),
     }
+}
+
+/// The hard deadline of a call: `timeout_ms` if given, else 30 s plus any
+/// listening window the call asks for; never above the server's ceiling.
+pub fn deadline_for(args: &Value, ceiling: std::time::Duration) -> std::time::Duration {
+    let ms = |k: &str| args.get(k).and_then(Value::as_u64);
+    let window = ["duration_ms", "window_ms", "wait_ms"]
+        .iter()
+        .filter_map(|k| ms(k))
+        .max()
+        .unwrap_or(0);
+    let d = match ms("timeout_ms") {
+        Some(t) => std::time::Duration::from_millis(t),
+        None => std::time::Duration::from_millis(30_000 + window),
+    };
+    d.min(ceiling)
 }
 
 /// An `isError` result carrying the error's message.

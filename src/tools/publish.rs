@@ -1,0 +1,248 @@
+//! `publish_message` and `request_response`.
+
+use super::common::{self, ms};
+use super::{params, results, ToolContext, ToolError};
+use crate::mqtt::client::{Protocol, PublishOutcome, V5Props};
+use crate::payload;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Largest payload we publish; the line limit usually bites first.
+const MAX_PUBLISH_BYTES: usize = 16 * 1024 * 1024;
+
+fn encode_payload(v: Option<&Value>, what: &str) -> Result<Bytes, ToolError> {
+    let b = payload::encode(v)
+        .map_err(|e| ToolError::InvalidArguments(vec![format!("/{what}: {e}")]))?;
+    if b.len() > MAX_PUBLISH_BYTES {
+        return Err(ToolError::InvalidArguments(vec![format!(
+            "/{what}: {}",
+            payload::PayloadError::TooLarge {
+                size: b.len(),
+                limit: MAX_PUBLISH_BYTES
+            }
+        )]));
+    }
+    Ok(b)
+}
+
+fn user_props(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The status word of an outcome.
+fn status(o: &PublishOutcome) -> &'static str {
+    match o {
+        PublishOutcome::Sent => "sent",
+        PublishOutcome::Acknowledged { .. } => "acknowledged",
+        PublishOutcome::Rejected { .. } => "rejected",
+    }
+}
+
+/// Publishes and waits for what the protocol can tell; Ok(None) = unknown.
+pub(super) async fn await_outcome(
+    ctx: &ToolContext,
+    topic: &str,
+    rx: tokio::sync::oneshot::Receiver<PublishOutcome>,
+    wait: Duration,
+) -> Result<Option<PublishOutcome>, ToolError> {
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => Ok(None),
+        r = tokio::time::timeout(wait, rx) => match r {
+            Ok(Ok(PublishOutcome::Rejected { reason_code })) => Err(ToolError::Failed(format!(
+                "the broker rejected the publish to {topic:?} with reason code 0x{reason_code:02X}{}",
+                match reason_code { 0x87 => " (not authorized: the user may not publish there)", 0x90 => " (topic name invalid)", 0x97 => " (quota exceeded)", 0x99 => " (payload format invalid)", _ => "" }
+            ))),
+            Ok(Ok(o)) => Ok(Some(o)),
+            // The connection task dropped the waiter (session closed) or time ran out.
+            Ok(Err(_)) | Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Publishes one message and reports what the broker confirmed.
+pub async fn publish_message(
+    ctx: &ToolContext,
+    p: params::PublishMessage,
+) -> Result<results::PublishMessage, ToolError> {
+    common::topic_name(&p.topic, "topic")?;
+    let body = encode_payload(p.payload.as_ref(), "payload")?;
+    let s = common::session(ctx, p.session_id.as_deref()).await?;
+    let conn = &s.link;
+    let qos = common::qos(p.qos, 1);
+    let retain = p.retain.unwrap_or(false);
+    let v5_fields = p.content_type.is_some()
+        || p.payload_format_indicator.is_some()
+        || p.message_expiry_interval.is_some()
+        || p.response_topic.is_some()
+        || p.correlation_data.is_some()
+        || p.user_properties.is_some();
+    let props = if v5_fields {
+        if conn.protocol() != Protocol::V5 {
+            return Err(ToolError::InvalidArguments(vec![
+                "content_type, payload_format_indicator, message_expiry_interval, response_topic, correlation_data and user_properties need MQTT 5; this session speaks 3.1.1 (leave them out, or open an MQTT 5 session)".into(),
+            ]));
+        }
+        if let Some(rt) = &p.response_topic {
+            common::topic_name(rt, "response_topic")?;
+        }
+        Some(V5Props {
+            content_type: p.content_type.clone(),
+            payload_format_indicator: p.payload_format_indicator.map(|v| v as u8),
+            message_expiry_interval: p
+                .message_expiry_interval
+                .map(|v| v.min(u32::MAX as u64) as u32),
+            response_topic: p.response_topic.clone(),
+            correlation_data: match &p.correlation_data {
+                Some(v) => Some(encode_payload(Some(v), "correlation_data")?),
+                None => None,
+            },
+            user_properties: user_props(p.user_properties.as_ref()),
+        })
+    } else {
+        None
+    };
+    let size = body.len();
+    let start = Instant::now();
+    let wait = super::deadline_for(
+        &json!({"timeout_ms": p.timeout_ms}),
+        ctx.app.config.max_call_timeout,
+    );
+    let rx = conn
+        .publish(&p.topic, body, qos, retain, props)
+        .map_err(common::request_error)?;
+    let outcome = await_outcome(ctx, &p.topic, rx, wait).await?;
+    let reason_code = match &outcome {
+        Some(PublishOutcome::Acknowledged { reason_code }) if conn.protocol() == Protocol::V5 => {
+            Some(*reason_code as u64)
+        }
+        _ => None,
+    };
+    Ok(results::PublishMessage {
+        status: outcome.as_ref().map(status).unwrap_or("unknown").into(),
+        topic: p.topic,
+        qos: qos as u64,
+        retain,
+        payload_bytes: size as u64,
+        reason_code,
+        protocol_version: conn.protocol().as_str().into(),
+        session_id: s.id.clone(),
+        elapsed_ms: ms(start.elapsed()),
+    })
+}
+
+/// Publishes a request and waits for the matching reply.
+pub async fn request_response(
+    ctx: &ToolContext,
+    p: params::RequestResponse,
+) -> Result<results::RequestResponse, ToolError> {
+    common::topic_name(&p.topic, "topic")?;
+    let body = encode_payload(p.payload.as_ref(), "payload")?;
+    let s = common::session(ctx, p.session_id.as_deref()).await?;
+    let conn = &s.link;
+    let v5 = conn.protocol() == Protocol::V5;
+    let response_topic = match (&p.response_topic, v5) {
+        (Some(t), _) => {
+            common::topic_name(t, "response_topic")?;
+            t.clone()
+        }
+        (None, true) => format!(
+            "mqtt-mcp/reply/{}",
+            crate::secret::random_hex(8).map_err(ToolError::internal)?
+        ),
+        (None, false) => {
+            return Err(ToolError::InvalidArguments(vec![
+                "/response_topic: required on MQTT 3.1.1 sessions (where should the reply arrive?)"
+                    .into(),
+            ]))
+        }
+    };
+    if !v5
+        && (p.correlation_data.is_some() || p.content_type.is_some() || p.user_properties.is_some())
+    {
+        return Err(ToolError::InvalidArguments(vec!["correlation_data, content_type and user_properties need MQTT 5; this session speaks 3.1.1".into()]));
+    }
+    let correlation = if v5 {
+        Some(match &p.correlation_data {
+            Some(v) => encode_payload(Some(v), "correlation_data")?,
+            None => Bytes::from(
+                crate::secret::random_hex(8)
+                    .map_err(ToolError::internal)?
+                    .into_bytes(),
+            ),
+        })
+    } else {
+        None
+    };
+    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(10_000));
+    let start = Instant::now();
+    let mut sub =
+        common::open(conn, std::slice::from_ref(&response_topic), 1, 256, timeout).await?;
+    let props = if v5 {
+        Some(V5Props {
+            content_type: p.content_type.clone(),
+            response_topic: Some(response_topic.clone()),
+            correlation_data: correlation.clone(),
+            user_properties: user_props(p.user_properties.as_ref()),
+            ..Default::default()
+        })
+    } else {
+        None
+    };
+    let qos = common::qos(p.qos, 1);
+    let rx = conn
+        .publish(&p.topic, body, qos, false, props)
+        .map_err(common::request_error)?;
+    let preview = p.preview_bytes.unwrap_or(8192) as usize;
+    let left = timeout.saturating_sub(start.elapsed());
+    let mut reply = None;
+    let stop = common::drain(ctx, &mut sub, left, None, |m| {
+        let matches = match (&correlation, &m.props) {
+            (Some(c), Some(props)) => props.correlation_data.as_ref() == Some(c),
+            (Some(_), None) => false,
+            (None, _) => !m.retain,
+        };
+        if matches {
+            reply = Some(m);
+            false
+        } else {
+            true
+        }
+    })
+    .await;
+    let publish_status = match tokio::time::timeout(Duration::from_millis(200), rx).await {
+        Ok(Ok(o)) => status(&o),
+        _ => "unknown",
+    };
+    let Some(reply) = reply else {
+        if stop == common::Stop::Cancelled {
+            return Err(ToolError::Failed("cancelled".into()));
+        }
+        return Err(ToolError::Failed(format!(
+            "no reply on {response_topic:?} within {} ms (request publish: {publish_status}). Is a responder listening on {:?}{}? Raise timeout_ms if it is slow.",
+            timeout.as_millis(),
+            p.topic,
+            if v5 { " that copies correlation data into its reply" } else { "" }
+        )));
+    };
+    Ok(results::RequestResponse {
+        response: common::message_json(&reply, preview),
+        response_topic,
+        correlation_data_hex: correlation.as_ref().map(|c| common::hex(c)),
+        matched_by: if v5 {
+            "correlation_data"
+        } else {
+            "response_topic"
+        }
+        .into(),
+        elapsed_ms: ms(start.elapsed()),
+        publish_status: publish_status.into(),
+    })
+}

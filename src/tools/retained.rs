@@ -1,0 +1,125 @@
+//! `get_retained` and `clear_retained`.
+
+use super::common;
+use super::publish::await_outcome;
+use super::{params, results, ToolContext, ToolError};
+use crate::mqtt::client::{Connection, Message, PublishOutcome};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Gathers retained messages under `filter` until none arrived for `settle`
+/// keeps the first `max` by topic and counts the other retained topics.
+async fn gather(
+    ctx: &ToolContext,
+    conn: &Connection,
+    filter: &str,
+    max: usize,
+    settle: Duration,
+    limit: Duration,
+) -> Result<(BTreeMap<String, Arc<Message>>, u64), ToolError> {
+    let filters = common::filters(Some(filter.to_string()), None)?;
+    let mut sub = common::open(conn, &filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
+    let mut found: BTreeMap<String, Arc<Message>> = BTreeMap::new();
+    let mut extra: std::collections::HashSet<String> = std::collections::HashSet::new();
+    common::drain(ctx, &mut sub, limit, Some(settle), |m| {
+        // Live traffic is not retained state; an empty retained payload is a deletion.
+        if m.retain && !m.payload.is_empty() {
+            if found.len() >= max && !found.contains_key(&m.topic) {
+                if extra.len() < 1_000_000 {
+                    extra.insert(m.topic.clone());
+                }
+            } else {
+                found.insert(m.topic.clone(), m);
+            }
+        }
+        true
+    })
+    .await;
+    Ok((found, extra.len() as u64))
+}
+
+/// Returns the retained messages under a filter.
+pub async fn get_retained(
+    ctx: &ToolContext,
+    p: params::GetRetained,
+) -> Result<results::GetRetained, ToolError> {
+    let filter = p.filter.clone().unwrap_or_else(|| "#".into());
+    let s = common::session(ctx, p.session_id.as_deref()).await?;
+    let limit = p.limit.unwrap_or(100) as usize;
+    let settle = Duration::from_millis(p.settle_ms.unwrap_or(300));
+    let preview = p.preview_bytes.unwrap_or(2048) as usize;
+    let (found, more) = gather(
+        ctx,
+        &s.link,
+        &filter,
+        limit,
+        settle,
+        Duration::from_secs(20),
+    )
+    .await?;
+    Ok(results::GetRetained {
+        count: found.len() as u64,
+        messages: found
+            .values()
+            .map(|m| common::message_json(m, preview))
+            .collect(),
+        truncated: more > 0,
+        filter,
+    })
+}
+
+/// Clears retained messages (or lists what would be cleared).
+pub async fn clear_retained(
+    ctx: &ToolContext,
+    p: params::ClearRetained,
+) -> Result<results::ClearRetained, ToolError> {
+    let s = common::session(ctx, p.session_id.as_deref()).await?;
+    let dry_run = p.dry_run.unwrap_or(true);
+    let max = p.max.unwrap_or(100) as usize;
+    let settle = Duration::from_millis(p.settle_ms.unwrap_or(300));
+    let (found, more) = gather(
+        ctx,
+        &s.link,
+        &p.filter,
+        max,
+        settle,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let topics: Vec<String> = found.keys().cloned().collect();
+    let mut failed = Vec::new();
+    let mut cleared = 0u64;
+    if !dry_run {
+        for t in &topics {
+            let sent = s
+                .link
+                .publish(t, Bytes::new(), 1, true, None)
+                .map_err(common::request_error);
+            let outcome = match sent {
+                Ok(rx) => await_outcome(ctx, t, rx, Duration::from_secs(10)).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Some(PublishOutcome::Acknowledged { .. })) | Ok(Some(PublishOutcome::Sent)) => {
+                    cleared += 1
+                }
+                Ok(_) => failed.push(format!("{t}: no acknowledgement")),
+                Err(e) => failed.push(format!("{t}: {e}")),
+            }
+            if ctx.cancel.is_cancelled() {
+                break;
+            }
+        }
+        tracing::info!(session = %s.id, filter = %p.filter, cleared, "cleared retained messages");
+    }
+    Ok(results::ClearRetained {
+        dry_run,
+        filter: p.filter,
+        topics,
+        cleared,
+        remaining: more,
+        failed,
+    })
+}
