@@ -188,7 +188,9 @@ pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> Value {
 }
 
 /// The hard deadline of a call: `timeout_ms` if given, else 30 s plus any
-/// listening window the call asks for; never above the server's ceiling.
+/// listening window the call asks for, plus a second of grace so that the
+/// handler's own, more specific timeout message wins; never above the
+/// server's ceiling.
 pub fn deadline_for(args: &Value, ceiling: std::time::Duration) -> std::time::Duration {
     let ms = |k: &str| args.get(k).and_then(Value::as_u64);
     let window = ["duration_ms", "window_ms", "wait_ms"]
@@ -196,11 +198,8 @@ pub fn deadline_for(args: &Value, ceiling: std::time::Duration) -> std::time::Du
         .filter_map(|k| ms(k))
         .max()
         .unwrap_or(0);
-    let d = match ms("timeout_ms") {
-        Some(t) => std::time::Duration::from_millis(t),
-        None => std::time::Duration::from_millis(30_000 + window),
-    };
-    d.min(ceiling)
+    let base = ms("timeout_ms").unwrap_or(30_000 + window);
+    std::time::Duration::from_millis(base.saturating_add(1_000)).min(ceiling)
 }
 
 /// An `isError` result carrying the error's message.

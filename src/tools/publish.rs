@@ -5,7 +5,7 @@ use super::{params, results, ToolContext, ToolError};
 use crate::mqtt::client::{Protocol, PublishOutcome, V5Props};
 use crate::payload;
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -111,10 +111,7 @@ pub async fn publish_message(
     };
     let size = body.len();
     let start = Instant::now();
-    let wait = super::deadline_for(
-        &json!({"timeout_ms": p.timeout_ms}),
-        ctx.app.config.max_call_timeout,
-    );
+    let wait = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
     let rx = conn
         .publish(&p.topic, body, qos, retain, props)
         .map_err(common::request_error)?;
