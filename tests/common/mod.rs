@@ -2,6 +2,8 @@
 //! by id, normalize volatile fields, and read the process's peak memory.
 #![allow(dead_code)]
 
+pub mod transcript;
+
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
