@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[test]
 fn thousand_calls_stay_under_64_mb() {
-    let mut s = Server::embedded(&["--log-level", "warn"]);
+    let mut s = Server::embedded(&[]);
     s.initialize();
     let port = s.v5_port;
     let v4 = s.v4_port;

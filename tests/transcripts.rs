@@ -44,7 +44,7 @@ fn golden_transcripts() {
         .into_iter()
         .map(|f| {
             std::thread::spawn(move || {
-                let mut server = Server::embedded(&["--log-level", "warn"]);
+                let mut server = Server::embedded(&[]);
                 let errs = run_transcript(&f, &mut server, record);
                 (f, errs, server.stderr())
             })

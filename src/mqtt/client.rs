@@ -333,6 +333,8 @@ struct Shared {
     dollar_probe: Mutex<Option<String>>,
     /// Set once the broker dropped us for a `$` filter.
     dollar_refused: std::sync::atomic::AtomicBool,
+    /// Swallows the extra copies that overlapping subscriptions cause.
+    dedup: Mutex<super::dedup::Dedup>,
 }
 
 #[derive(Clone)]
@@ -828,6 +830,7 @@ impl Connection {
             history: Mutex::new(super::history::History::new(Default::default())),
             dollar_probe: Mutex::new(None),
             dollar_refused: std::sync::atomic::AtomicBool::new(false),
+            dedup: Mutex::new(Default::default()),
         });
         let stop = CancellationToken::new();
         let conn = Connection {
@@ -1178,6 +1181,35 @@ impl Connection {
 
 fn deliver(shared: &Shared, msg: Message) {
     shared.received.fetch_add(1, Ordering::Relaxed);
+    if !msg.retain {
+        let matching = shared
+            .filters
+            .lock()
+            .map(|f| {
+                f.by_filter
+                    .keys()
+                    .filter(|k| crate::mqtt::topic::matches(k, &msg.topic))
+                    .count()
+            })
+            .unwrap_or(1);
+        if matching > 1 {
+            let new = shared
+                .dedup
+                .lock()
+                .map(|mut d| {
+                    d.admit(
+                        &msg.topic,
+                        &msg.payload,
+                        matching,
+                        std::time::Instant::now(),
+                    )
+                })
+                .unwrap_or(true);
+            if !new {
+                return;
+            }
+        }
+    }
     let msg = Arc::new(msg);
     if let Ok(mut h) = shared.history.lock() {
         h.record(&msg);

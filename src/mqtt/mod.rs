@@ -1,6 +1,7 @@
 //! MQTT: the connection task, broker URLs, topic names and filters.
 
 pub mod client;
+pub mod dedup;
 pub mod history;
 pub mod topic;
 pub mod url;

@@ -390,7 +390,12 @@ pub async fn get_topic_schema(
                 },
                 min: f.min,
                 max: f.max,
-                examples: f.examples,
+                examples: {
+                    // Sorted, so the answer does not depend on arrival order.
+                    let mut e = f.examples;
+                    e.sort_by_key(|v| v.to_string());
+                    e
+                },
             })
             .collect(),
         text_examples,

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Gathers retained messages under `filter` until none arrived for `settle`
-/// keeps the first `max` by topic and counts the other retained topics.
+/// Gathers retained messages under `filter` until none arrived for `settle`;
+/// returns the first `max` in topic order (so the answer does not depend on
+/// the order the broker replays them) and how many more there were.
 async fn gather(
     ctx: &ToolContext,
     conn: &Connection,
@@ -19,25 +20,30 @@ async fn gather(
     settle: Duration,
     limit: Duration,
 ) -> Result<(BTreeMap<String, Arc<Message>>, u64), ToolError> {
+    /// Retained topics tracked in one call (memory bound).
+    const TRACK: usize = 100_000;
     let filters = common::filters(Some(filter.to_string()), None)?;
     let mut sub = common::open(conn, &filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
     let mut found: BTreeMap<String, Arc<Message>> = BTreeMap::new();
-    let mut extra: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut untracked = 0u64;
     common::drain(ctx, &mut sub, limit, Some(settle), |m| {
         // Live traffic is not retained state; an empty retained payload is a deletion.
         if m.retain && !m.payload.is_empty() {
-            if found.len() >= max && !found.contains_key(&m.topic) {
-                if extra.len() < 1_000_000 {
-                    extra.insert(m.topic.clone());
-                }
-            } else {
+            if found.len() < TRACK || found.contains_key(&m.topic) {
                 found.insert(m.topic.clone(), m);
+            } else {
+                untracked += 1;
             }
         }
         true
     })
     .await;
-    Ok((found, extra.len() as u64))
+    let rest = if found.len() > max {
+        found.split_off(&found.keys().nth(max).cloned().unwrap_or_default())
+    } else {
+        BTreeMap::new()
+    };
+    Ok((found, rest.len() as u64 + untracked))
 }
 
 /// Returns the retained messages under a filter.

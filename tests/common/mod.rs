@@ -64,23 +64,35 @@ impl Server {
 
     /// Like `embedded`, with environment variables.
     pub fn embedded_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let v4 = free_port();
-        let mut v5 = free_port();
-        while v5 == v4 {
-            v5 = free_port();
-        }
-        let mut args = vec![
-            "serve".to_string(),
-            "--embedded-port".into(),
-            v4.to_string(),
-            "--embedded-port-v5".into(),
-            v5.to_string(),
-        ];
+        // The server picks free ports itself (retrying if it loses a race for
+        // one) and logs them; we read them from its stderr.
+        let mut args = vec!["serve".to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut s = Server::spawn(&args, env);
-        s.v4_port = v4;
-        s.v5_port = v5;
-        s
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let marker = "embedded MQTT broker listening on mqtt://127.0.0.1:";
+        loop {
+            let err = s.stderr();
+            if let Some(i) = err.find(marker) {
+                let rest = &err[i + marker.len()..];
+                let v4: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Some(j) = rest.find("and mqtt://127.0.0.1:") {
+                    let v5: String = rest[j + "and mqtt://127.0.0.1:".len()..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    if let (Ok(a), Ok(b)) = (v4.parse(), v5.parse()) {
+                        s.v4_port = a;
+                        s.v5_port = b;
+                        return s;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("the embedded broker did not report its ports (log level must be info or lower); stderr:\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Starts the binary with arbitrary args and environment.
@@ -290,6 +302,11 @@ const VOLATILE_KEYS: &[&str] = &[
     "first_seen",
     "rate_per_s",
     "duration_ms",
+    "round_trip_ms",
+    "puback_ms",
+    "test_topic",
+    "correlation_data_hex",
+    "at",
 ];
 
 fn replace_token(s: &str, prefix: &str, hex_len: usize, placeholder: &str) -> String {
@@ -345,7 +362,9 @@ pub fn normalize(v: &Value) -> Value {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| {
-                    let nv = if VOLATILE_KEYS.contains(&k.as_str()) && !v.is_null() {
+                    // Only values: a schema that *describes* such a key stays as it is.
+                    let scalar = v.is_number() || v.is_string();
+                    let nv = if VOLATILE_KEYS.contains(&k.as_str()) && scalar {
                         json!("<redacted>")
                     } else {
                         normalize(v)
@@ -365,6 +384,8 @@ pub fn normalize(v: &Value) -> Value {
                 return json!("<time>");
             }
             let s = replace_token(s, "s_", 32, "<session_id>");
+            let s = replace_token(&s, "sub_", 16, "<subscription_id>");
+            let s = replace_token(&s, "mqtt-mcp/reply/", 16, "<reply_id>");
             let s = replace_token(&s, "mqtt-mcp-", 12, "<client_id>");
             Value::String(replace_ports(&s))
         }
