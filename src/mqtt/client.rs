@@ -672,6 +672,9 @@ fn map_v4_err(addr: &str, e: rumqttc::ConnectionError) -> ConnectError {
             reason: t.to_string(),
         },
         E::MqttState(rumqttc::StateError::Io(io)) => map_io(addr, io),
+        E::MqttState(rumqttc::StateError::ConnectionAborted) => {
+            ConnectError::ClosedBeforeConnAck(addr.to_string())
+        }
         other => ConnectError::Other {
             addr: addr.to_string(),
             reason: other.to_string(),
@@ -693,6 +696,9 @@ fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
             reason: t.to_string(),
         },
         E::MqttState(r5::StateError::Io(io)) => map_io(addr, io),
+        E::MqttState(r5::StateError::ConnectionAborted) => {
+            ConnectError::ClosedBeforeConnAck(addr.to_string())
+        }
         other => ConnectError::Other {
             addr: addr.to_string(),
             reason: other.to_string(),

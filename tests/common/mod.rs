@@ -2,6 +2,7 @@
 //! by id, normalize volatile fields, and read the process's peak memory.
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod transcript;
 
 use serde_json::{json, Value};
