@@ -366,6 +366,8 @@ pub struct Connected {
 }
 
 const REQUEST_CHANNEL: usize = 4096;
+/// QoS 1/2 publishes awaiting acknowledgement per connection.
+const MAX_INFLIGHT: u16 = 100;
 const MAX_PACKET: usize = 256 * 1024 * 1024;
 
 /// Normalised events of both protocol versions.
@@ -715,7 +717,7 @@ fn build(spec: &ConnectSpec, protocol: Protocol) -> (Client, Loop) {
                 .set_clean_session(spec.clean_start)
                 .set_max_packet_size(MAX_PACKET, MAX_PACKET)
                 .set_request_channel_capacity(REQUEST_CHANNEL)
-                .set_inflight(100);
+                .set_inflight(MAX_INFLIGHT);
             if spec.tls {
                 o.set_transport(rumqttc::Transport::tls_with_default_config());
             }
@@ -732,7 +734,10 @@ fn build(spec: &ConnectSpec, protocol: Protocol) -> (Client, Loop) {
                 .set_clean_start(spec.clean_start)
                 .set_max_packet_size(Some(MAX_PACKET as u32))
                 .set_request_channel_capacity(REQUEST_CHANNEL)
-                .set_connection_timeout(spec.connect_timeout.as_secs().max(1));
+                .set_connection_timeout(spec.connect_timeout.as_secs().max(1))
+                // rumqttc's v5 state preallocates one slot per possible
+                // in-flight packet id: 65,535 by default, 14 MB per session.
+                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
             if spec.tls {
                 o.set_transport(rumqttc::Transport::tls_with_default_config());
             }
