@@ -295,21 +295,14 @@ impl<L: Link> SessionManager<L> {
         }
     }
 
-    /// Disconnects everything (shutdown).
+    /// Disconnects everything (shutdown), all sessions at once.
     pub async fn close_all(&self) {
         let all: Vec<_> = self.lock().drain().map(|(_, s)| s).collect();
-        let closes = all.iter().map(|s| s.link.close());
-        futures_join_all(closes).await;
-    }
-}
-
-async fn futures_join_all<F: Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    for f in set {
-        f.await;
+        let mut set = tokio::task::JoinSet::new();
+        for s in all {
+            set.spawn(async move { s.link.close().await });
+        }
+        while set.join_next().await.is_some() {}
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod interop;
 pub mod transcript;
 
 use serde_json::{json, Value};
