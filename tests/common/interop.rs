@@ -1,0 +1,221 @@
+//! Helpers for the interop tests (`tests/interop_python.rs`,
+//! `tests/interop_inspector.rs`, `tests/ssh.rs`): skipping outside CI,
+//! package caches under `target/interop/`, commands with deadlines, and a
+//! [`Server`] driven through any stdio command (ssh).
+//!
+//! Outside CI (`CI` unset) a missing tool or an unreachable registry skips the
+//! test with a notice on stderr; with `CI` set the same condition fails it,
+//! because CI installs everything these tests need.
+
+use super::Server;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// True when the environment variable `CI` is set: skipping is then a failure.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Outside CI: prints `NOTICE: <test> skipped: <why>` past the test
+/// harness's capture, so `cargo test` shows it. Under CI: panics with `why`.
+pub fn skip(test: &str, why: &str) {
+    if in_ci() {
+        panic!("{test}: {why}\n(CI is set, so this is a failure, not a skip)");
+    }
+    let _ = writeln!(std::io::stderr(), "NOTICE: {test} skipped: {why}");
+}
+
+/// `target/interop`: where the interop tests keep what they install, reused
+/// between runs. Derived from the binary's path, so `CARGO_TARGET_DIR` is honoured.
+pub fn cache_root() -> PathBuf {
+    let bin = Path::new(super::bin());
+    // <target>/<profile>/mqtt-mcp
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .expect("binary under <target>/<profile>/");
+    target.join("interop")
+}
+
+/// What a finished (or timed-out) command printed.
+pub struct Output {
+    /// None when the command was killed at its deadline.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// Status, duration and both streams, for messages.
+    pub fn describe(&self) -> String {
+        let status = match self.status {
+            Some(s) => s.to_string(),
+            None => "killed at its deadline".into(),
+        };
+        format!(
+            "{status} after {:.1} s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.elapsed.as_secs_f64(),
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+}
+
+/// Runs `cmd` with stdin closed; kills it (and reports so) after `timeout`.
+/// Errors only when it cannot be started.
+pub fn run(cmd: &mut Command, timeout: Duration) -> std::io::Result<Output> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let out = read_to_string_thread(child.stdout.take().unwrap());
+    let err = read_to_string_thread(child.stderr.take().unwrap());
+    let status = wait_deadline(&mut child, start + timeout);
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    })
+}
+
+fn read_to_string_thread(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Waits for `child` until `deadline`, then kills it; None if it was killed.
+pub fn wait_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An exclusive lock on a cache folder, so two test runs sharing the target
+/// dir do not install into it at once: a directory created atomically,
+/// holding the owner's pid; a lock whose owner is gone is taken over.
+pub struct DirLock(PathBuf);
+
+impl DirLock {
+    pub fn acquire(path: PathBuf, timeout: Duration) -> DirLock {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    let _ = std::fs::write(path.join("pid"), std::process::id().to_string());
+                    return DirLock(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(path.join("pid")).unwrap_or_default();
+                    let alive = owner
+                        .trim()
+                        .parse::<u32>()
+                        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    // A lock without a pid may be one being created right now:
+                    // only take it over once it is old.
+                    let old = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(30));
+                    if !alive && (!owner.trim().is_empty() || old) {
+                        let _ = std::fs::remove_dir_all(&path);
+                        continue;
+                    }
+                    if Instant::now() > deadline {
+                        panic!("{} is held by pid {owner} for too long", path.display());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("cannot create lock {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Quotes `s` for a POSIX shell (the remote side of ssh joins its arguments
+/// into one command line).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A [`Server`] speaking over the stdio of an arbitrary command (for
+/// example `ssh host mqtt-mcp serve`). Its stdout lines are the protocol,
+/// its stderr is kept; `v4_port`/`v5_port` are left for the caller to set.
+pub fn spawn_command(mut cmd: Command) -> std::io::Result<Server> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout_log = Arc::new(Mutex::new(Vec::new()));
+    let log = stdout_log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            log.lock().unwrap().push(line.clone());
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr_log = Arc::new(Mutex::new(Vec::new()));
+    let elog = stderr_log.clone();
+    std::thread::spawn(move || {
+        let mut r = stderr;
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            elog.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    Ok(Server {
+        stdin: child.stdin.take(),
+        child,
+        lines: rx,
+        stdout_log,
+        stderr_log,
+        buffered: VecDeque::new(),
+        next_id: 1000,
+        v4_port: 0,
+        v5_port: 0,
+    })
+}
