@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite uses (Debian). Idempotent.
+#   mosquitto            a second broker for the tool tests
+#   openssh-server/client  tests/ssh.rs runs its own sshd on a loopback port
+#   python3-venv         only for a Debian python3 without venv (tests/interop_python.rs)
+# The Python and npm packages of the interop tests are installed by the tests
+# themselves, pinned, into target/interop/.
 set -euo pipefail
-PKGS=(mosquitto mosquitto-clients)
+PKGS=(mosquitto mosquitto-clients openssh-server openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+if [ "$(command -v python3 || true)" = /usr/bin/python3 ] \
+  && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "system packages present: ${PKGS[*]}"
   exit 0
@@ -15,5 +24,13 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# The package's own service is not needed: tests start mosquitto themselves.
-$SUDO systemctl stop mosquitto >/dev/null 2>&1 || true
+# The services of the packages just installed are not needed: tests start
+# mosquitto and sshd themselves. (A service that was there before is left alone.)
+for p in "${missing[@]}"; do
+  case "$p" in
+    mosquitto) svc=mosquitto ;;
+    openssh-server) svc=ssh ;;
+    *) continue ;;
+  esac
+  $SUDO systemctl stop "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+done

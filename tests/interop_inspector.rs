@@ -113,7 +113,9 @@ impl Inspector {
         npm.current_dir(&dir)
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .env("npm_config_update_notifier", "false")
-            .env("npm_config_fetch_retries", "2");
+            .env("npm_config_fetch_retries", "2")
+            .env("npm_config_fetch_retry_mintimeout", "2000")
+            .env("npm_config_fetch_retry_maxtimeout", "10000");
         if system_ok {
             npm.arg("--omit=optional");
         }
