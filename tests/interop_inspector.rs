@@ -111,7 +111,15 @@ impl Inspector {
         std::fs::write(dir.join("package-lock.json"), &lock).unwrap();
         let mut npm = Command::new("npm");
         npm.current_dir(&dir)
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            // No install scripts: the only one (the Inspector's) sets up a source
+            // checkout and does nothing in node_modules.
+            .args([
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
             .env("npm_config_update_notifier", "false")
             .env("npm_config_fetch_retries", "2")
             .env("npm_config_fetch_retry_mintimeout", "2000")
