@@ -178,13 +178,37 @@ impl Inspector {
     /// Runs the Inspector once and returns its output.
     fn run(&self, args: &[&str], server: &[String]) -> Output {
         let out = run(&mut self.command(args, server), CALL_TIMEOUT).expect("start the Inspector");
-        println!(
-            "$ inspector --cli {} -- ...\n{}",
-            args.join(" "),
-            out.describe()
-        );
+        // Shortened: tools/list prints about 100 kB.
+        let shown = Output {
+            status: out.status,
+            stdout: shorten(&out.stdout, 3000),
+            stderr: shorten(&out.stderr, 6000),
+            elapsed: out.elapsed,
+        }
+        .describe();
+        println!("$ inspector --cli {} -- ...\n{shown}", args.join(" "));
         out
     }
+}
+
+/// `s` shortened to about `max` bytes: its start and its last lines.
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let head = (0..=max * 2 / 3)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap();
+    let tail = (s.len() - max / 3..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap();
+    format!(
+        "{} [... {} bytes ...] {}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    )
 }
 
 /// `tools/call` arguments for the Inspector: `--tool-name NAME --tool-arg k=v ...`
