@@ -3,10 +3,12 @@
 //! configured broker or the embedded one) in the background, so the
 //! `initialize` answer never waits for a broker.
 
+use crate::audit::Audit;
 use crate::broker::{self, BrokerConfig, EmbeddedBroker};
 use crate::config::ServerConfig;
 use crate::mqtt::client::{ConnectError, ConnectSpec, Connection, Protocol};
 use crate::mqtt::url::BrokerUrl;
+use crate::profiles::Profiles;
 use crate::secret::Vault;
 use crate::session::{Session, SessionError, SessionManager};
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub enum DefaultBroker {
     None,
     /// An external broker from `--broker` / `MQTT_MCP_BROKER`.
     External(BrokerUrl),
+    /// A profile of the config file.
+    Profile(String),
     /// The embedded rumqttd.
     Embedded(BrokerConfig),
 }
@@ -44,6 +48,10 @@ pub struct App {
     pub sessions: Arc<SessionManager>,
     /// Seals passwords.
     pub vault: Arc<Vault>,
+    /// Profiles and policies from the config file.
+    pub profiles: Profiles,
+    /// The audit log.
+    pub audit: Audit,
     /// Settings.
     pub config: ServerConfig,
     /// Default-session progress, for tools that wait for it.
@@ -65,19 +73,83 @@ impl std::fmt::Debug for App {
 impl App {
     /// A runtime with no sessions yet; starts the idle reaper.
     pub fn new(config: ServerConfig) -> Result<Arc<Self>, crate::secret::SecretError> {
-        let vault = Arc::new(Vault::new()?);
+        Ok(Self::build(
+            config,
+            Arc::new(Vault::new()?),
+            Profiles::default(),
+            Audit::off(),
+        ))
+    }
+
+    /// A runtime with profiles from a config file (sealed by `vault`) and an audit log.
+    pub fn build(
+        config: ServerConfig,
+        vault: Arc<Vault>,
+        profiles: Profiles,
+        audit: Audit,
+    ) -> Arc<Self> {
         let sessions = Arc::new(SessionManager::new(config.sessions.clone()));
         let (default_state, _) = watch::channel(DefaultState::Absent);
         let app = Arc::new(Self {
             sessions,
             vault,
             config,
+            profiles,
+            audit,
             default_state,
             embedded: Default::default(),
             stop: CancellationToken::new(),
         });
         tokio::spawn(app.sessions.clone().run_reaper(app.stop.child_token()));
-        Ok(app)
+        app
+    }
+
+    /// Opens a session from a named profile.
+    pub async fn open_profile(
+        &self,
+        name: &str,
+        is_default: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(Arc<Session>, crate::mqtt::client::Connected), OpenError> {
+        let p = self.profiles.by_name.get(name).ok_or_else(|| {
+            OpenError::UnknownProfile(
+                name.to_string(),
+                if self.profiles.by_name.is_empty() {
+                    "none (no config file)".into()
+                } else {
+                    self.profiles
+                        .by_name
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            )
+        })?;
+        let mut url = p.url.clone();
+        url.password = match &p.password {
+            Some(sealed) => Some(self.vault.open(sealed).map_err(OpenError::Secret)?),
+            None => None,
+        };
+        let opts = SpecOptions {
+            protocol: p.protocol,
+            keep_alive: p.keep_alive.map(Duration::from_secs),
+            tls: p.tls.clone(),
+            profile: Some(p.name.clone()),
+            policy: Some(p.policy.clone()),
+            connect_timeout: timeout,
+            ..Default::default()
+        };
+        self.open(&url, opts, is_default).await
+    }
+
+    /// Tools that write to a broker; not offered when no session could write.
+    pub const WRITE_TOOLS: [&'static str; 3] =
+        ["publish_message", "clear_retained", "request_response"];
+
+    /// Whether `tools/list` offers a tool under the configured policies.
+    pub fn tool_listed(&self, name: &str) -> bool {
+        !Self::WRITE_TOOLS.contains(&name) || self.profiles.writes_possible()
     }
 
     /// The embedded broker's addresses, if it runs.
@@ -92,22 +164,27 @@ impl App {
         }
         self.default_state.send_replace(DefaultState::Pending);
         let app = self.clone();
+        let profile = match &target {
+            DefaultBroker::Profile(p) => Some(p.clone()),
+            _ => None,
+        };
         tokio::spawn(async move {
             let url = match target {
                 DefaultBroker::None => return,
-                DefaultBroker::External(u) => u,
+                DefaultBroker::External(u) => Some(u),
+                DefaultBroker::Profile(_) => None,
                 DefaultBroker::Embedded(cfg) => {
                     match tokio::task::spawn_blocking(move || broker::start(&cfg)).await {
                         Ok(Ok(b)) => {
                             let _ = app.embedded.set(b);
-                            BrokerUrl {
+                            Some(BrokerUrl {
                                 tls: false,
                                 host: b.v5.ip().to_string(),
                                 port: b.v5.port(),
                                 username: None,
                                 password: None,
                                 client_id: None,
-                            }
+                            })
                         }
                         Ok(Err(e)) => {
                             tracing::error!("{e}");
@@ -125,13 +202,23 @@ impl App {
             };
             let mut attempt = 0u32;
             loop {
-                match app.open(&url, SpecOptions::default(), true).await {
+                let opened = match (&url, &profile) {
+                    (Some(url), _) => app.open(url, SpecOptions::default(), true).await,
+                    (None, Some(p)) => app.open_profile(p, true, None).await,
+                    (None, None) => return,
+                };
+                match opened {
                     Ok(_) => {
                         app.default_state.send_replace(DefaultState::Ready);
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!("default session to {} failed: {e}", url.redacted());
+                        let target = url
+                            .as_ref()
+                            .map(|u| u.redacted())
+                            .or_else(|| profile.as_ref().map(|p| format!("profile {p:?}")))
+                            .unwrap_or_default();
+                        tracing::warn!("default session to {target} failed: {e}");
                         app.default_state
                             .send_replace(DefaultState::Failed(e.to_string()));
                     }
@@ -168,7 +255,11 @@ impl App {
         let spec = ConnectSpec {
             host: url.host.clone(),
             port: url.port,
-            tls: url.tls,
+            tls: match opts.tls.clone() {
+                Some(t) => Some(t),
+                None if url.tls => Some(Default::default()),
+                None => None,
+            },
             username: url.username.clone(),
             password,
             client_id: client_id.clone(),
@@ -190,7 +281,20 @@ impl App {
         }
         let s = self
             .sessions
-            .insert(slot, conn, url.redacted(), client_id, is_default)
+            .insert(
+                slot,
+                conn,
+                crate::session::SessionMeta {
+                    broker_url: url.redacted(),
+                    client_id,
+                    is_default,
+                    profile: opts.profile.clone(),
+                    policy: opts
+                        .policy
+                        .clone()
+                        .unwrap_or_else(|| self.profiles.adhoc_policy.clone()),
+                },
+            )
             .map_err(OpenError::Session)?;
         tracing::info!(session = %s.id, "connected to {} with MQTT {}", s.broker_url, info.protocol.as_str());
         Ok((s, info))
@@ -242,6 +346,12 @@ pub struct SpecOptions {
     pub clean_start: Option<bool>,
     /// CONNACK deadline.
     pub connect_timeout: Option<Duration>,
+    /// TLS settings beyond the URL's scheme.
+    pub tls: Option<crate::mqtt::tls::TlsSettings>,
+    /// The profile the session comes from.
+    pub profile: Option<String>,
+    /// Its policy (ad-hoc policy when None).
+    pub policy: Option<Arc<crate::policy::Policy>>,
 }
 
 /// Why opening a session failed.
@@ -257,4 +367,7 @@ pub enum OpenError {
     /// The password could not be sealed.
     #[error(transparent)]
     Secret(crate::secret::SecretError),
+    /// No such profile.
+    #[error("no profile {0:?}; the profiles are: {1} (list_profiles shows them)")]
+    UnknownProfile(String, String),
 }

@@ -19,12 +19,15 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod mqtt;
 pub mod payload;
+pub mod policy;
+pub mod profiles;
 pub mod secret;
 pub mod session;
 pub mod subscriptions;

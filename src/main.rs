@@ -40,6 +40,15 @@ struct ServeArgs {
     /// Broker for the `default` session (mqtt://[user[:password]@]host[:port][/client_id], mqtts:// for TLS). Without it the embedded broker is started.
     #[arg(long, env = "MQTT_MCP_BROKER")]
     broker: Option<String>,
+    /// Config file with broker profiles and policies (TOML; see config.example.toml).
+    #[arg(long, env = "MQTT_MCP_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Audit log destination: "stderr" (default), "off", or a file path (overrides the config file).
+    #[arg(long, env = "MQTT_MCP_AUDIT_LOG")]
+    audit_log: Option<String>,
+    /// Make sessions that do not come from a profile read-only (no publish, clear or request).
+    #[arg(long, env = "MQTT_MCP_READ_ONLY")]
+    read_only: bool,
     /// User name for --broker (overrides one in the URL).
     #[arg(long, env = "MQTT_MCP_USERNAME")]
     username: Option<String>,
@@ -142,6 +151,22 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         },
         ..Default::default()
     };
+    let vault = std::sync::Arc::new(mqtt_mcp::secret::Vault::new()?);
+    let mut profiles = match &s.config {
+        Some(path) => mqtt_mcp::profiles::Profiles::load(path, &vault)?,
+        None => Default::default(),
+    };
+    if s.read_only {
+        let mut rules = profiles.adhoc_policy.rules.clone();
+        rules.read_only = true;
+        profiles.adhoc_policy = std::sync::Arc::new(mqtt_mcp::policy::Policy::new(
+            "ad-hoc sessions (--read-only)",
+            rules,
+        )?);
+    }
+    let audit =
+        mqtt_mcp::audit::Audit::open(s.audit_log.as_deref().or(profiles.audit_log.as_deref()))
+            .context("opening the audit log")?;
     let target = match &s.broker {
         Some(url) => {
             let mut u = BrokerUrl::parse(url).context("--broker / MQTT_MCP_BROKER")?;
@@ -153,6 +178,9 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
             }
             DefaultBroker::External(u)
         }
+        None if profiles.default_profile.is_some() => {
+            DefaultBroker::Profile(profiles.default_profile.clone().unwrap_or_default())
+        }
         None if s.no_embedded => DefaultBroker::None,
         None => DefaultBroker::Embedded(BrokerConfig {
             v4_port: s.embedded_port,
@@ -160,7 +188,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         }),
     };
-    let app = App::new(config)?;
+    let app = App::build(config, vault, profiles, audit);
     app.start_default(target);
     let shutdown = async {
         #[cfg(unix)]

@@ -89,6 +89,12 @@ pub struct Session<L = Connection> {
     pub created_at: SystemTime,
     /// The default session never expires.
     pub is_default: bool,
+    /// The profile it was opened from, if any.
+    pub profile: Option<String>,
+    /// What it may do.
+    pub policy: Arc<crate::policy::Policy>,
+    /// Its publish rate window.
+    pub rate: crate::policy::RateLimiter,
     /// Background subscriptions (stopped when the session goes).
     pub subscriptions: crate::subscriptions::Registry,
     /// Last use on the monotonic clock (TTL) and on the wall clock (display).
@@ -119,6 +125,21 @@ impl<L> Session<L> {
             .map(|t| *t)
             .unwrap_or((Instant::now(), SystemTime::now()))
     }
+}
+
+/// What the manager records about a new session besides its link.
+#[derive(Debug, Clone)]
+pub struct SessionMeta {
+    /// Broker URL with the password removed.
+    pub broker_url: String,
+    /// MQTT client id.
+    pub client_id: String,
+    /// The `default` session (never expires).
+    pub is_default: bool,
+    /// Profile name, if opened from one.
+    pub profile: Option<String>,
+    /// Its policy.
+    pub policy: Arc<crate::policy::Policy>,
 }
 
 /// A reserved slot under the cap; released on drop unless consumed by `insert`.
@@ -185,10 +206,15 @@ impl<L: Link> SessionManager<L> {
         &self,
         mut slot: Slot,
         link: L,
-        broker_url: String,
-        client_id: String,
-        is_default: bool,
+        meta: SessionMeta,
     ) -> Result<Arc<Session<L>>, SessionError> {
+        let SessionMeta {
+            broker_url,
+            client_id,
+            is_default,
+            profile,
+            policy,
+        } = meta;
         let id = if is_default {
             DEFAULT_SESSION.to_string()
         } else {
@@ -202,6 +228,9 @@ impl<L: Link> SessionManager<L> {
             link,
             created_at: now.1,
             is_default,
+            profile,
+            policy,
+            rate: Default::default(),
             subscriptions: Default::default(),
             last_used: Mutex::new(now),
         });
@@ -388,13 +417,14 @@ mod tests {
     ) -> Result<(Arc<Session<FakeLink>>, FakeLink), SessionError> {
         let slot = m.reserve()?;
         let link = FakeLink::default();
-        let s = m.insert(
-            slot,
-            link.clone(),
-            "mqtt://h:1883".into(),
-            "c".into(),
-            default,
-        )?;
+        let meta = SessionMeta {
+            broker_url: "mqtt://h:1883".into(),
+            client_id: "c".into(),
+            is_default: default,
+            profile: None,
+            policy: Arc::new(crate::policy::Policy::permissive("test")),
+        };
+        let s = m.insert(slot, link.clone(), meta)?;
         Ok((s, link))
     }
 

@@ -42,26 +42,32 @@ pub fn initialize(params: Option<&Value>) -> Result<(&'static str, Value), RpcEr
 }
 
 /// Cursors are `t<offset>`: opaque to clients, checked strictly by us.
-fn parse_cursor(c: &str) -> Option<usize> {
+fn parse_cursor(c: &str, len: usize) -> Option<usize> {
     let n: usize = c.strip_prefix('t')?.parse().ok()?;
-    (n > 0 && n < TOOLS.len()).then_some(n)
+    (n > 0 && n < len).then_some(n)
 }
 
-/// Answers `tools/list` with pagination.
-pub fn tools_list(params: Option<&Value>, page: usize) -> Result<Value, RpcError> {
+/// Answers `tools/list` with pagination over the tools `listed` admits
+/// (tools the policy makes useless are not offered).
+pub fn tools_list(
+    params: Option<&Value>,
+    page: usize,
+    listed: impl Fn(&str) -> bool,
+) -> Result<Value, RpcError> {
+    let all: Vec<&crate::tools::ToolDef> = TOOLS.iter().filter(|t| listed(t.name)).collect();
     let start = match params.and_then(|p| p.get("cursor")) {
         None | Some(Value::Null) => 0,
-        Some(Value::String(c)) => parse_cursor(c).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous tools/list answer, or none"))?,
+        Some(Value::String(c)) => parse_cursor(c, all.len()).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous tools/list answer, or none"))?,
         Some(_) => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: cursor must be a string")),
     };
     let page = page.max(1);
-    let end = (start + page).min(TOOLS.len());
-    let tools: Vec<Value> = TOOLS[start..end]
+    let end = (start + page).min(all.len());
+    let tools: Vec<Value> = all[start..end]
         .iter()
         .map(|t| t.definition().clone())
         .collect();
     let mut result = json!({ "tools": tools });
-    if end < TOOLS.len() {
+    if end < all.len() {
         result["nextCursor"] = Value::from(format!("t{end}"));
     }
     Ok(result)
@@ -97,7 +103,7 @@ mod tests {
         let mut cursor: Option<String> = None;
         loop {
             let params = cursor.as_ref().map(|c| json!({"cursor": c}));
-            let r = tools_list(params.as_ref(), 1).unwrap();
+            let r = tools_list(params.as_ref(), 1, |_| true).unwrap();
             names.extend(
                 r["tools"]
                     .as_array()
@@ -114,12 +120,18 @@ mod tests {
         assert_eq!(names, all);
         for bad in ["", "t0", "x1", "t999", "t-1"] {
             assert_eq!(
-                tools_list(Some(&json!({"cursor": bad})), 1)
+                tools_list(Some(&json!({"cursor": bad})), 1, |_| true)
                     .unwrap_err()
                     .code,
                 code::INVALID_PARAMS,
                 "{bad}"
             );
         }
+        let some = tools_list(None, 100, |n| n != "publish_message").unwrap();
+        assert!(some["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"] != "publish_message"));
     }
 }

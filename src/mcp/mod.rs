@@ -281,7 +281,7 @@ impl Conn {
                 code::INVALID_REQUEST,
                 format!("Invalid Request: {method} before initialize; send initialize first (only ping is allowed before it)"),
             )),
-            "tools/list" => Some(match lifecycle::tools_list(params, self.app.config.list_page_size) {
+            "tools/list" => Some(match lifecycle::tools_list(params, self.app.config.list_page_size, |name| self.app.tool_listed(name)) {
                 Ok(r) => self.ok(id, r),
                 Err(e) => jsonrpc::error_response(Some(id), &e),
             }),
@@ -325,7 +325,7 @@ impl Conn {
                 )
             }
         };
-        let Some(tool) = tools::find(&name) else {
+        let Some(tool) = tools::find(&name).filter(|t| self.app.tool_listed(t.name)) else {
             return self.err(Some(id), code::INVALID_PARAMS, format!("Invalid params: unknown tool {name:?}; call tools/list for the available tools"));
         };
         let args = match params.remove("arguments") {
@@ -351,6 +351,7 @@ impl Conn {
             app: self.app.clone(),
             cancel,
             progress,
+            tool: tool.name,
         };
         let limit = self.app.config.max_call_timeout + std::time::Duration::from_secs(1);
         let result = match tokio::time::timeout(limit, tools::call(&ctx, tool, args)).await {

@@ -46,8 +46,8 @@ pub struct ConnectSpec {
     pub host: String,
     /// Broker port.
     pub port: u16,
-    /// TLS with the system's root certificates.
-    pub tls: bool,
+    /// TLS settings; None for plain TCP.
+    pub tls: Option<super::tls::TlsSettings>,
     /// User name, if any (not secret, but never logged with the password).
     pub username: Option<String>,
     /// Password sealed by the process vault.
@@ -270,6 +270,8 @@ struct Route {
     id: u64,
     /// The MQTT filters to match topics against (shared subscriptions by inner filter).
     filters: Vec<String>,
+    /// Topics matching these filters are never delivered (policy denies).
+    exclude: Vec<String>,
     /// Bounded delivery channel; full means the subscriber is slow.
     tx: mpsc::Sender<Arc<Message>>,
     /// Messages that did not fit into `tx`.
@@ -708,7 +710,7 @@ fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
     }
 }
 
-fn build(spec: &ConnectSpec, protocol: Protocol) -> (Client, Loop) {
+fn build(spec: &ConnectSpec, protocol: Protocol, transport: &rumqttc::Transport) -> (Client, Loop) {
     match protocol {
         Protocol::V311 => {
             let mut o =
@@ -718,9 +720,7 @@ fn build(spec: &ConnectSpec, protocol: Protocol) -> (Client, Loop) {
                 .set_max_packet_size(MAX_PACKET, MAX_PACKET)
                 .set_request_channel_capacity(REQUEST_CHANNEL)
                 .set_inflight(MAX_INFLIGHT);
-            if spec.tls {
-                o.set_transport(rumqttc::Transport::tls_with_default_config());
-            }
+            o.set_transport(transport.clone());
             let (c, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CHANNEL);
             let mut net = rumqttc::NetworkOptions::new();
             net.set_connection_timeout(spec.connect_timeout.as_secs().max(1));
@@ -738,9 +738,7 @@ fn build(spec: &ConnectSpec, protocol: Protocol) -> (Client, Loop) {
                 // rumqttc's v5 state preallocates one slot per possible
                 // in-flight packet id: 65,535 by default, 14 MB per session.
                 .set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
-            if spec.tls {
-                o.set_transport(rumqttc::Transport::tls_with_default_config());
-            }
+            o.set_transport(transport.clone());
             let mut net = rumqttc::NetworkOptions::new();
             net.set_tcp_nodelay(true);
             o.set_network_options(net);
@@ -805,7 +803,17 @@ impl Connection {
         vault: Arc<Vault>,
     ) -> Result<(Connection, Connected), ConnectError> {
         let (client, mut el, protocol, fell_back, session_present) = {
-            let (c, mut el) = build(&spec, spec.protocol);
+            let transport = match &spec.tls {
+                None => rumqttc::Transport::tcp(),
+                Some(t) => {
+                    let cfg = super::tls::client_config(t).map_err(|reason| ConnectError::Tls {
+                        addr: format!("{}:{}", spec.host, spec.port),
+                        reason,
+                    })?;
+                    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg))
+                }
+            };
+            let (c, mut el) = build(&spec, spec.protocol, &transport);
             match first_connack(&mut el, &spec, &vault).await {
                 Ok(sp) => (c, el, spec.protocol, false, sp),
                 Err(e)
@@ -815,7 +823,7 @@ impl Connection {
                 {
                     tracing::debug!(error = %e, "MQTT 5 refused; trying 3.1.1");
                     drop(el);
-                    let (c, mut el) = build(&spec, Protocol::V311);
+                    let (c, mut el) = build(&spec, Protocol::V311, &transport);
                     match first_connack(&mut el, &spec, &vault).await {
                         Ok(sp) => (c, el, Protocol::V311, true, sp),
                         Err(e2) => return Err(e2),
@@ -956,6 +964,7 @@ impl Connection {
     pub fn subscribe(
         &self,
         filters: &[(String, u8)],
+        exclude: &[String],
         depth: usize,
     ) -> Result<(RouteHandle, Vec<oneshot::Receiver<Vec<SubAckCode>>>), RequestError> {
         if self.stop.is_cancelled() {
@@ -975,6 +984,7 @@ impl Connection {
             r.push(Route {
                 id,
                 filters: filters.iter().map(|(f, _)| f.clone()).collect(),
+                exclude: exclude.to_vec(),
                 tx,
                 dropped: dropped.clone(),
             });
@@ -1014,11 +1024,12 @@ impl Connection {
     pub async fn open_subscription(
         &self,
         filters: &[(String, u8)],
+        exclude: &[String],
         depth: usize,
         timeout: Duration,
     ) -> Result<Subscription, SubscribeError> {
         let (handle, acks) = self
-            .subscribe(filters, depth)
+            .subscribe(filters, exclude, depth)
             .map_err(SubscribeError::Request)?;
         let mut sub = Subscription {
             conn: self.clone(),
@@ -1232,6 +1243,10 @@ fn deliver(shared: &Shared, msg: Message) {
         if r.filters
             .iter()
             .any(|f| crate::mqtt::topic::matches(f, &msg.topic))
+            && !r
+                .exclude
+                .iter()
+                .any(|f| crate::mqtt::topic::matches(f, &msg.topic))
             && r.tx.try_send(msg.clone()).is_err()
         {
             r.dropped.fetch_add(1, Ordering::Relaxed);

@@ -3,5 +3,6 @@
 pub mod client;
 pub mod dedup;
 pub mod history;
+pub mod tls;
 pub mod topic;
 pub mod url;

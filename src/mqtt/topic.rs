@@ -110,6 +110,59 @@ pub fn is_dollar_filter(filter: &str) -> bool {
     filter.starts_with('$') && !filter.starts_with("$share/")
 }
 
+/// The filter a subscription really matches with: `$share/g/f` → `f`.
+fn effective(filter: &str) -> &str {
+    match share_inner(filter) {
+        Some(Ok(inner)) => inner,
+        _ => filter,
+    }
+}
+
+/// True if every topic that `inner` matches is also matched by `outer`
+/// (both valid filters). Used for policy allow lists.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let (outer, inner) = (effective(outer), effective(inner));
+    // A leading wildcard never reaches `$` topics.
+    let outer_wild_first = outer.starts_with('+') || outer.starts_with('#');
+    if outer_wild_first && inner.starts_with('$') {
+        return false;
+    }
+    let mut o = outer.split('/');
+    let mut i = inner.split('/');
+    loop {
+        match (o.next(), i.next()) {
+            (Some("#"), _) => return true,
+            (None, None) => return true,
+            (Some("+"), Some(il)) if il != "#" => {}
+            (Some(ol), Some(il)) if ol == il && il != "+" && il != "#" => {}
+            _ => return false,
+        }
+    }
+}
+
+/// True if some topic is matched by both filters. Used for policy deny lists
+/// (a deny wins whenever it could apply).
+pub fn intersects(a: &str, b: &str) -> bool {
+    let (a, b) = (effective(a), effective(b));
+    // A topic starting with `$` is matched only by filters starting with a
+    // literal `$` level; if one filter needs such a topic, the other must name it.
+    let wild_first = |f: &str| f.starts_with('+') || f.starts_with('#');
+    if (a.starts_with('$') && wild_first(b)) || (b.starts_with('$') && wild_first(a)) {
+        return false;
+    }
+    let mut x = a.split('/');
+    let mut y = b.split('/');
+    loop {
+        match (x.next(), y.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (None, None) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(p), Some(q)) if p == q => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +222,19 @@ mod tests {
         }
 
         #[test]
+        fn covers_and_intersects_agree_with_matching(a in filter(), b in filter(), t in topic()) {
+            prop_assume!(validate_filter(&a).is_ok() && validate_filter(&b).is_ok() && validate_topic(&t).is_ok());
+            if covers(&a, &b) && matches(&b, &t) {
+                prop_assert!(matches(&a, &t), "{} covers {} but misses {}", a, b, t);
+            }
+            if matches(&a, &t) && matches(&b, &t) {
+                prop_assert!(intersects(&a, &b), "{} and {} both match {}", a, b, t);
+            }
+            prop_assert_eq!(intersects(&a, &b), intersects(&b, &a));
+            prop_assert!(covers(&a, &a));
+        }
+
+        #[test]
         fn a_topic_matches_itself(t in topic()) {
             prop_assume!(validate_topic(&t).is_ok());
             prop_assert!(matches(&t, &t));
@@ -186,6 +252,23 @@ mod tests {
         assert!(!matches("+/uptime", "$SYS/uptime"));
         assert!(matches("$SYS/#", "$SYS/uptime"));
         assert!(matches("$share/g/a/+", "a/b"));
+    }
+
+    #[test]
+    fn covering_and_intersecting() {
+        assert!(covers("home/#", "home/+/temp"));
+        assert!(covers("home/+/temp", "home/kitchen/temp"));
+        assert!(!covers("home/+/temp", "home/#"));
+        assert!(!covers("home/kitchen/temp", "home/+/temp"));
+        assert!(!covers("#", "$SYS/#"));
+        assert!(covers("$SYS/#", "$SYS/broker/uptime"));
+        assert!(covers("home/#", "$share/g/home/x"));
+        assert!(intersects("home/+/temp", "home/kitchen/#"));
+        assert!(intersects("#", "garage/door/set"));
+        assert!(!intersects("home/+", "garage/#"));
+        assert!(!intersects("#", "$SYS/x"));
+        assert!(intersects("$SYS/#", "$SYS/+/x"));
+        assert!(intersects("$share/g/garage/#", "garage/door"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn subscribe(
         p.buffer_messages.unwrap_or(1000) as usize,
         p.buffer_bytes.unwrap_or(8 * 1024 * 1024) as usize,
     );
-    let sub = common::open(&s.link, &filters, qos, ROUTE_DEPTH, Duration::from_secs(10)).await?;
+    let sub = common::open(ctx, &s, &filters, qos, ROUTE_DEPTH, Duration::from_secs(10)).await?;
     let granted = sub.granted.iter().map(|(_, c)| match c {
         SubAckCode::Granted(q) => *q as u64,
         SubAckCode::Refused(c) => *c as u64,

@@ -164,11 +164,13 @@ pub async fn subscribe_and_collect(
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let window = Duration::from_millis(p.duration_ms.unwrap_or(5000));
     let max = p.max_messages.unwrap_or(100) as usize;
+    let max = s.policy.cap_collect(max);
     let first_only = p.stop_after_first.unwrap_or(false);
     let preview = p.preview_bytes.unwrap_or(2048) as usize;
     let start = Instant::now();
     let mut sub = common::open(
-        &s.link,
+        ctx,
+        &s,
         &filters,
         common::qos(p.qos, 0),
         COLLECT_DEPTH,
@@ -315,8 +317,9 @@ pub async fn get_topic_schema(
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let window = Duration::from_millis(p.duration_ms.unwrap_or(5000));
     let max = p.max_messages.unwrap_or(200) as usize;
+    let max = s.policy.cap_collect(max);
     let mut sub =
-        common::open(&s.link, &filters, 0, COLLECT_DEPTH, Duration::from_secs(10)).await?;
+        common::open(ctx, &s, &filters, 0, COLLECT_DEPTH, Duration::from_secs(10)).await?;
     let mut samples: Vec<Arc<Message>> = Vec::new();
     common::drain(ctx, &mut sub, window, None, |m| {
         samples.push(m);

@@ -138,17 +138,59 @@ pub fn guard_dollar(conn: &Connection, filters: &[String]) -> Result<(), ToolErr
     Ok(())
 }
 
-/// Opens a subscription for a call, bounded by `timeout`.
+/// Audits a refusal and turns it into the model-facing error.
+pub fn refused(
+    ctx: &ToolContext,
+    s: &Session,
+    topic: &str,
+    e: crate::policy::PolicyError,
+) -> ToolError {
+    let msg = e.to_string();
+    ctx.app.audit.record(crate::audit::Entry {
+        session: &s.id,
+        profile: s.profile.as_deref(),
+        tool: ctx.tool,
+        topic,
+        size: 0,
+        outcome: "refused",
+        detail: Some(&msg),
+    });
+    ToolError::Failed(msg)
+}
+
+/// Opens a subscription for a call on a session, after its policy allowed
+/// every filter; topics a deny list covers are filtered out on delivery.
 pub async fn open(
+    ctx: &ToolContext,
+    s: &Session,
+    filters: &[String],
+    qos: u8,
+    depth: usize,
+    timeout: Duration,
+) -> Result<Subscription, ToolError> {
+    let mut exclude = Vec::new();
+    for f in filters {
+        match s.policy.check_subscribe(f) {
+            Ok(ex) => exclude.extend(ex),
+            Err(e) => return Err(refused(ctx, s, f, e)),
+        }
+    }
+    open_unchecked(&s.link, filters, &exclude, qos, depth, timeout).await
+}
+
+/// Opens a subscription without policy checks: only for the server's own
+/// private topics (connection tests).
+pub async fn open_unchecked(
     conn: &Connection,
     filters: &[String],
+    exclude: &[String],
     qos: u8,
     depth: usize,
     timeout: Duration,
 ) -> Result<Subscription, ToolError> {
     guard_dollar(conn, filters)?;
     let fs: Vec<(String, u8)> = filters.iter().map(|f| (f.clone(), qos)).collect();
-    conn.open_subscription(&fs, depth, timeout)
+    conn.open_subscription(&fs, exclude, depth, timeout)
         .await
         .map_err(subscribe_error)
 }

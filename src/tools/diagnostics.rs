@@ -12,6 +12,46 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Sends one QoS 1 message to a private topic and times PUBACK and echo.
+async fn round_trip(
+    ctx: &ToolContext,
+    conn: &crate::mqtt::client::Connection,
+    topic: &str,
+    nonce: &str,
+    timeout: Duration,
+) -> Result<(Option<f64>, Option<f64>), ToolError> {
+    let mut sub = common::open_unchecked(conn, &[topic.to_string()], &[], 1, 16, timeout).await?;
+    let start = Instant::now();
+    let rx = conn
+        .publish(
+            topic,
+            Bytes::from(nonce.as_bytes().to_vec()),
+            1,
+            false,
+            None,
+        )
+        .map_err(common::request_error)?;
+    let mut echo = None;
+    let mut puback: Option<Option<f64>> = None;
+    let mut rx = Box::pin(rx);
+    let deadline = start + timeout;
+    while echo.is_none() || puback.is_none() {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Err(ToolError::Failed("cancelled".into())),
+            _ = tokio::time::sleep_until(deadline) => break,
+            r = &mut rx, if puback.is_none() => {
+                puback = Some(match r { Ok(PublishOutcome::Acknowledged { .. }) => Some(ms(start.elapsed())), _ => None });
+            }
+            m = sub.route.rx.recv(), if echo.is_none() => match m {
+                Some(m) if m.payload.as_ref() == nonce.as_bytes() => echo = Some(ms(start.elapsed())),
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    Ok((echo, puback.flatten()))
+}
+
 /// Round trip through the broker, and its `$SYS` figures where offered.
 pub async fn test_connection(
     ctx: &ToolContext,
@@ -21,23 +61,6 @@ pub async fn test_connection(
     let conn = &s.link;
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(10_000));
     let (state, reconnects, last_error) = conn.status();
-    let nonce = crate::secret::random_hex(8).map_err(ToolError::internal)?;
-    let test_topic = format!(
-        "mqtt-mcp/test/{}/{nonce}",
-        s.client_id.replace(['+', '#', '/', '\0'], "_")
-    );
-    let base = results::TestConnection {
-        reachable: false,
-        state: state.as_str().into(),
-        broker_url: s.broker_url.clone(),
-        protocol_version: conn.protocol().as_str().into(),
-        round_trip_ms: None,
-        puback_ms: None,
-        test_topic: test_topic.clone(),
-        sys: None,
-        sys_note: None,
-        reconnects,
-    };
     if state != LinkState::Connected {
         return Err(ToolError::Failed(format!(
             "the session is {} (last error: {}); the broker is not reachable right now",
@@ -45,55 +68,35 @@ pub async fn test_connection(
             last_error.unwrap_or_else(|| "none".into())
         )));
     }
-    let mut sub = common::open(conn, std::slice::from_ref(&test_topic), 1, 16, timeout).await?;
-    let start = Instant::now();
-    let rx = conn
-        .publish(
-            &test_topic,
-            Bytes::from(nonce.clone().into_bytes()),
-            1,
-            false,
-            None,
-        )
-        .map_err(common::request_error)?;
-    let mut round_trip = None;
-    let mut puback = None;
-    let mut rx = Box::pin(rx);
-    let deadline = start + timeout;
-    while round_trip.is_none() || puback.is_none() {
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => return Err(ToolError::Failed("cancelled".into())),
-            _ = tokio::time::sleep_until(deadline) => break,
-            r = &mut rx, if puback.is_none() => {
-                puback = Some(match r { Ok(PublishOutcome::Acknowledged { .. }) => Some(ms(start.elapsed())), _ => None });
-            }
-            m = sub.route.rx.recv(), if round_trip.is_none() => match m {
-                Some(m) if m.payload.as_ref() == nonce.as_bytes() => round_trip = Some(ms(start.elapsed())),
-                Some(_) => {}
-                None => break,
-            },
+    let nonce = crate::secret::random_hex(8).map_err(ToolError::internal)?;
+    let test_topic = format!(
+        "mqtt-mcp/test/{}/{nonce}",
+        s.client_id.replace(['+', '#', '/', '\0'], "_")
+    );
+    let mut notes: Vec<String> = Vec::new();
+    let (round_trip_ms, puback_ms) = match s.policy.check_publish(&test_topic, nonce.len()) {
+        Ok(()) => round_trip(ctx, conn, &test_topic, &nonce, timeout).await?,
+        Err(e) => {
+            notes.push(format!("round trip skipped: {e}"));
+            (None, None)
         }
-    }
-    drop(sub);
-    let round_trip_ms = round_trip;
-    let mut out = results::TestConnection {
-        reachable: round_trip_ms.is_some() || puback.flatten().is_some(),
-        round_trip_ms,
-        puback_ms: puback.flatten(),
-        ..base
     };
-    if round_trip_ms.is_none() {
-        out.sys_note = Some(format!("no echo of the test message within {} ms: the broker may not allow this client to subscribe or publish to {test_topic}", timeout.as_millis()));
+    if round_trip_ms.is_none() && notes.is_empty() {
+        notes.push(format!("no echo of the test message within {} ms: the broker may not let this client subscribe or publish to {test_topic}", timeout.as_millis()));
     }
+    let mut sys = None;
     if p.include_sys.unwrap_or(true) {
+        let filter = "$SYS/#".to_string();
         if conn.dollar_refused() {
-            out.sys_note = Some("$SYS skipped: this broker does not allow $ subscriptions (the embedded broker has no $SYS topics)".into());
+            notes.push("$SYS skipped: this broker does not allow $ subscriptions (the embedded broker has no $SYS topics)".into());
+        } else if let Err(e) = s.policy.check_subscribe(&filter) {
+            notes.push(format!("$SYS skipped: {e}"));
         } else {
             let wait = Duration::from_millis(p.sys_wait_ms.unwrap_or(1000));
-            match common::open(conn, &["$SYS/#".to_string()], 0, 4096, timeout).await {
-                Ok(mut sys) => {
+            match common::open(ctx, &s, std::slice::from_ref(&filter), 0, 4096, timeout).await {
+                Ok(mut sub) => {
                     let mut figures: BTreeMap<String, String> = BTreeMap::new();
-                    common::drain(ctx, &mut sys, wait, None, |m| {
+                    common::drain(ctx, &mut sub, wait, None, |m| {
                         if figures.len() < 300 {
                             figures.insert(m.topic.clone(), payload::preview(&m.payload, 200));
                         }
@@ -101,9 +104,9 @@ pub async fn test_connection(
                     })
                     .await;
                     if figures.is_empty() {
-                        out.sys_note = Some(format!("no $SYS messages within {} ms; the broker may not publish them or may not allow this user to read them", wait.as_millis()));
+                        notes.push(format!("no $SYS messages within {} ms; the broker may not publish them or may not allow this user to read them", wait.as_millis()));
                     } else {
-                        out.sys = Some(Value::Object(
+                        sys = Some(Value::Object(
                             figures
                                 .into_iter()
                                 .map(|(k, v)| (k, Value::String(v)))
@@ -111,11 +114,22 @@ pub async fn test_connection(
                         ));
                     }
                 }
-                Err(e) => out.sys_note = Some(format!("$SYS unavailable: {e}")),
+                Err(e) => notes.push(format!("$SYS unavailable: {e}")),
             }
         }
     }
-    Ok(out)
+    Ok(results::TestConnection {
+        reachable: round_trip_ms.is_some() || puback_ms.is_some() || sys.is_some(),
+        state: state.as_str().into(),
+        broker_url: s.broker_url.clone(),
+        protocol_version: conn.protocol().as_str().into(),
+        round_trip_ms,
+        puback_ms,
+        test_topic,
+        sys,
+        sys_note: (!notes.is_empty()).then(|| notes.join("; ")),
+        reconnects,
+    })
 }
 
 /// Flattens JSON into leaf paths.
@@ -197,6 +211,9 @@ pub async fn topic_history(
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let limit = p.limit.unwrap_or(10) as usize;
     let preview = p.preview_bytes.unwrap_or(2048) as usize;
+    s.policy
+        .check_subscribe(&p.topic)
+        .map_err(|e| common::refused(ctx, &s, &p.topic, e))?;
     let msgs = s.link.history(&p.topic, limit);
     let mut changes = Vec::new();
     for (i, w) in msgs.windows(2).enumerate() {
@@ -233,7 +250,7 @@ pub async fn debug_device(
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let window = Duration::from_millis(p.window_ms.unwrap_or(5000));
     let preview = p.preview_bytes.unwrap_or(1024) as usize;
-    let (topics, _dropped, elapsed) = observe(ctx, &s.link, &filters, window).await?;
+    let (topics, _dropped, elapsed) = observe(ctx, &s, &filters, window).await?;
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut list: Vec<_> = topics.iter().collect();
     list.sort_by(|a, b| a.0.cmp(b.0));

@@ -32,12 +32,12 @@ pub(super) struct TopicStats {
 /// 200 ms, at most `max(window, 1 s)`), then for the rest of `window`.
 pub(super) async fn observe(
     ctx: &ToolContext,
-    conn: &crate::mqtt::client::Connection,
+    s: &crate::session::Session,
     filters: &[String],
     window: Duration,
 ) -> Result<(HashMap<String, TopicStats>, u64, Duration), ToolError> {
     let start = Instant::now();
-    let mut sub = common::open(conn, filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
+    let mut sub = common::open(ctx, s, filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
     let mut topics: HashMap<String, TopicStats> = HashMap::new();
     let mut on = |m: Arc<Message>| {
         if let Some(t) = topics.get_mut(&m.topic) {
@@ -134,7 +134,7 @@ pub async fn list_topics(
             })?,
     };
     let preview = p.preview_bytes.unwrap_or(80) as usize;
-    let (topics, dropped, elapsed) = observe(ctx, &s.link, &filters, window).await?;
+    let (topics, dropped, elapsed) = observe(ctx, &s, &filters, window).await?;
     let prefix = p.prefix.clone().unwrap_or_default();
     let mut sorted: Vec<(&String, &TopicStats)> = topics
         .iter()

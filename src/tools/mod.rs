@@ -26,7 +26,9 @@ pub mod handlers {
     pub use super::discovery::list_topics;
     pub use super::publish::{publish_message, request_response};
     pub use super::retained::{clear_retained, get_retained};
-    pub use super::sessions::{close_connection, establish_connection, list_active_connections};
+    pub use super::sessions::{
+        close_connection, establish_connection, list_active_connections, list_profiles,
+    };
 }
 
 /// A tool's static entry: the schema file's JSON, parsed and compiled lazily
@@ -100,6 +102,8 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// Where `notifications/progress` go, when the request asked for them.
     pub progress: Option<Progress>,
+    /// The tool being called (for the audit log).
+    pub tool: &'static str,
 }
 
 /// A request's progress token and the connection's outgoing channel.

@@ -67,6 +67,56 @@ pub(super) async fn await_outcome(
     }
 }
 
+/// Checks the session's policy and rate limit for a publish (and audits a refusal).
+pub(super) fn authorize_publish(
+    ctx: &ToolContext,
+    s: &crate::session::Session,
+    topic: &str,
+    size: usize,
+) -> Result<(), ToolError> {
+    s.policy
+        .check_publish(topic, size)
+        .map_err(|e| common::refused(ctx, s, topic, e))?;
+    s.rate
+        .take(&s.policy, std::time::Instant::now())
+        .map_err(|e| common::refused(ctx, s, topic, e))
+}
+
+/// Writes the audit line of a publish.
+pub(super) fn audit_publish(
+    ctx: &ToolContext,
+    s: &crate::session::Session,
+    topic: &str,
+    size: usize,
+    outcome: &Result<Option<PublishOutcome>, ToolError>,
+) {
+    match outcome {
+        Ok(Some(o)) => audit_word(ctx, s, topic, size, status(o), None),
+        Ok(None) => audit_word(ctx, s, topic, size, "unknown", None),
+        Err(e) => audit_word(ctx, s, topic, size, "failed", Some(&e.to_string())),
+    }
+}
+
+/// Writes one audit line.
+pub(super) fn audit_word(
+    ctx: &ToolContext,
+    s: &crate::session::Session,
+    topic: &str,
+    size: usize,
+    word: &str,
+    detail: Option<&str>,
+) {
+    ctx.app.audit.record(crate::audit::Entry {
+        session: &s.id,
+        profile: s.profile.as_deref(),
+        tool: ctx.tool,
+        topic,
+        size,
+        outcome: word,
+        detail,
+    });
+}
+
 /// Publishes one message and reports what the broker confirmed.
 pub async fn publish_message(
     ctx: &ToolContext,
@@ -110,12 +160,15 @@ pub async fn publish_message(
         None
     };
     let size = body.len();
+    authorize_publish(ctx, &s, &p.topic, size)?;
     let start = Instant::now();
     let wait = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
     let rx = conn
         .publish(&p.topic, body, qos, retain, props)
         .map_err(common::request_error)?;
-    let outcome = await_outcome(ctx, &p.topic, rx, wait).await?;
+    let outcome = await_outcome(ctx, &p.topic, rx, wait).await;
+    audit_publish(ctx, &s, &p.topic, size, &outcome);
+    let outcome = outcome?;
     let reason_code = match &outcome {
         Some(PublishOutcome::Acknowledged { reason_code }) if conn.protocol() == Protocol::V5 => {
             Some(*reason_code as u64)
@@ -179,9 +232,18 @@ pub async fn request_response(
         None
     };
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(10_000));
+    authorize_publish(ctx, &s, &p.topic, body.len())?;
+    let size = body.len();
     let start = Instant::now();
-    let mut sub =
-        common::open(conn, std::slice::from_ref(&response_topic), 1, 256, timeout).await?;
+    let mut sub = common::open(
+        ctx,
+        &s,
+        std::slice::from_ref(&response_topic),
+        1,
+        256,
+        timeout,
+    )
+    .await?;
     let props = if v5 {
         Some(V5Props {
             content_type: p.content_type.clone(),
@@ -218,6 +280,7 @@ pub async fn request_response(
         Ok(Ok(o)) => status(&o),
         _ => "unknown",
     };
+    audit_word(ctx, &s, &p.topic, size, publish_status, None);
     let Some(reply) = reply else {
         if stop == common::Stop::Cancelled {
             return Err(ToolError::Failed("cancelled".into()));

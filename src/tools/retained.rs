@@ -3,7 +3,7 @@
 use super::common;
 use super::publish::await_outcome;
 use super::{params, results, ToolContext, ToolError};
-use crate::mqtt::client::{Connection, Message, PublishOutcome};
+use crate::mqtt::client::{Message, PublishOutcome};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// the order the broker replays them) and how many more there were.
 async fn gather(
     ctx: &ToolContext,
-    conn: &Connection,
+    s: &crate::session::Session,
     filter: &str,
     max: usize,
     settle: Duration,
@@ -23,7 +23,7 @@ async fn gather(
     /// Retained topics tracked in one call (memory bound).
     const TRACK: usize = 100_000;
     let filters = common::filters(Some(filter.to_string()), None)?;
-    let mut sub = common::open(conn, &filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
+    let mut sub = common::open(ctx, s, &filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
     let mut found: BTreeMap<String, Arc<Message>> = BTreeMap::new();
     let mut untracked = 0u64;
     common::drain(ctx, &mut sub, limit, Some(settle), |m| {
@@ -56,15 +56,7 @@ pub async fn get_retained(
     let limit = p.limit.unwrap_or(100) as usize;
     let settle = Duration::from_millis(p.settle_ms.unwrap_or(300));
     let preview = p.preview_bytes.unwrap_or(2048) as usize;
-    let (found, more) = gather(
-        ctx,
-        &s.link,
-        &filter,
-        limit,
-        settle,
-        Duration::from_secs(20),
-    )
-    .await?;
+    let (found, more) = gather(ctx, &s, &filter, limit, settle, Duration::from_secs(20)).await?;
     Ok(results::GetRetained {
         count: found.len() as u64,
         messages: found
@@ -85,20 +77,23 @@ pub async fn clear_retained(
     let dry_run = p.dry_run.unwrap_or(true);
     let max = p.max.unwrap_or(100) as usize;
     let settle = Duration::from_millis(p.settle_ms.unwrap_or(300));
-    let (found, more) = gather(
-        ctx,
-        &s.link,
-        &p.filter,
-        max,
-        settle,
-        Duration::from_secs(20),
-    )
-    .await?;
+    let (found, more) = gather(ctx, &s, &p.filter, max, settle, Duration::from_secs(20)).await?;
     let topics: Vec<String> = found.keys().cloned().collect();
     let mut failed = Vec::new();
     let mut cleared = 0u64;
     if !dry_run {
+        s.policy
+            .check_write()
+            .map_err(|e| common::refused(ctx, &s, &p.filter, e))?;
         for t in &topics {
+            if let Err(e) = s
+                .policy
+                .check_publish(t, 0)
+                .and_then(|_| s.rate.take(&s.policy, std::time::Instant::now()))
+            {
+                failed.push(format!("{t}: {}", common::refused(ctx, &s, t, e)));
+                continue;
+            }
             let sent = s
                 .link
                 .publish(t, Bytes::new(), 1, true, None)
@@ -107,6 +102,7 @@ pub async fn clear_retained(
                 Ok(rx) => await_outcome(ctx, t, rx, Duration::from_secs(10)).await,
                 Err(e) => Err(e),
             };
+            super::publish::audit_publish(ctx, &s, t, 0, &outcome);
             match outcome {
                 Ok(Some(PublishOutcome::Acknowledged { .. })) | Ok(Some(PublishOutcome::Sent)) => {
                     cleared += 1
