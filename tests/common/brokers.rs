@@ -670,7 +670,7 @@ impl Bench {
         let mut got = Vec::new();
         let mut cursor = since;
         let mut last = Value::Null;
-        for _ in 0..50 {
+        for _ in 0..10 {
             if got.len() >= n {
                 break;
             }
