@@ -66,6 +66,13 @@ fn golden_transcripts() {
             ));
         }
     }
+    if !failures.is_empty() {
+        // Kept for post-mortems of rare failures under load.
+        let _ = std::fs::write(
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/transcript-failures.txt"),
+            failures.join("\n"),
+        );
+    }
     assert!(
         failures.is_empty(),
         "transcripts failed:\n{}",

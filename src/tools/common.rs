@@ -223,20 +223,26 @@ pub async fn drain(
     let start = Instant::now();
     let until = start + window;
     let mut next_report = start + Duration::from_secs(1);
+    let mut last_message = start;
     loop {
         let now = Instant::now();
         if now >= until {
             return Stop::Duration;
         }
+        let quiet_at = quiet.map(|q| last_message + q);
+        if quiet_at.is_some_and(|q| now >= q) {
+            return Stop::Quiet;
+        }
         let mut wake = until.min(next_report);
-        if let Some(q) = quiet {
-            wake = wake.min(now + q);
+        if let Some(q) = quiet_at {
+            wake = wake.min(q);
         }
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return Stop::Cancelled,
             m = sub.route.rx.recv() => match m {
                 Some(m) => {
+                    last_message = Instant::now();
                     if !on(m) {
                         return Stop::Enough;
                     }
@@ -245,9 +251,6 @@ pub async fn drain(
             },
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
-                if quiet.is_some() && now < until && now < next_report {
-                    return Stop::Quiet;
-                }
                 if now >= next_report {
                     next_report = now + Duration::from_secs(1);
                     ctx.report(ms(now - start), Some(ms(window)), "listening");
