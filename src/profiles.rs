@@ -344,3 +344,20 @@ mod tests {
         assert!(parse("allow_adhoc_connections = false\n[adhoc_policy]\nread_only = true\n[profiles.w]\nurl = \"mqtt://h\"").unwrap().writes_possible());
     }
 }
+
+#[cfg(test)]
+mod example {
+    /// The documented example must stay valid (its files and env vars aside).
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../config.example.toml");
+        let file: super::FileConfig = toml::from_str(text).expect("config.example.toml parses");
+        assert_eq!(file.default_profile.as_deref(), Some("home"));
+        assert_eq!(file.profiles.len(), 2);
+        for (name, p) in &file.profiles {
+            crate::policy::Policy::new(name.clone(), p.policy.clone())
+                .expect("policy filters are valid");
+            crate::mqtt::url::BrokerUrl::parse(&p.url).expect("url parses");
+        }
+    }
+}
