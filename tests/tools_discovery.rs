@@ -81,6 +81,10 @@ fn list_topics_sorts_pages_and_builds_a_tree(target: Target) {
             json!(2)
         );
 
+        if s.is_some() {
+            // Paging is the server's own work: the default session covers it.
+            continue;
+        }
         // Paging with limit and cursor, and a prefix.
         let p1 = b.call_ok(
             "list_topics",
