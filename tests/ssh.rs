@@ -298,6 +298,7 @@ fn serve_over_ssh(sshd: &Sshd) -> Server {
                     server.stderr(),
                     sshd.log()
                 );
+                println!("retrying on other ports: {last}");
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
