@@ -460,7 +460,10 @@ impl Loop {
                     el.mqtt_options.broker_address().0,
                     el.mqtt_options.broker_address().1
                 );
-                let ev = el.poll().await.map_err(|e| map_v4_err(&addr, e))?;
+                let ev = el
+                    .poll()
+                    .await
+                    .map_err(|e| explain_tls(&addr, map_v4_err(&addr, e)))?;
                 use rumqttc::{Event, Incoming as I, Outgoing as O};
                 Ok(match ev {
                     Event::Incoming(I::ConnAck(c)) => Ev::ConnAck {
@@ -515,7 +518,10 @@ impl Loop {
                     el.options.broker_address().0,
                     el.options.broker_address().1
                 );
-                let ev = el.poll().await.map_err(|e| map_v5_err(&addr, e))?;
+                let ev = el
+                    .poll()
+                    .await
+                    .map_err(|e| explain_tls(&addr, map_v5_err(&addr, e)))?;
                 use r5::mqttbytes::v5::Packet as P;
                 use r5::Event;
                 use rumqttc::Outgoing as O;
@@ -659,6 +665,38 @@ fn map_io(addr: &str, e: std::io::Error) -> ConnectError {
             addr: addr.to_string(),
             reason: e.to_string(),
         },
+    }
+}
+
+/// Turns TLS failures, wherever rumqttc reports them, into advice.
+fn explain_tls(addr: &str, e: ConnectError) -> ConnectError {
+    let text = e.to_string();
+    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        "the broker's certificate is not signed by a trusted CA; set tls.ca_file to the CA that issued it"
+    } else if text.contains("NotValidForName") {
+        "the broker's certificate is not valid for this host name; connect with the name in the certificate"
+    } else if text.contains("Expired") {
+        "the broker's certificate has expired (or the clock is wrong)"
+    } else if text.contains("CertificateRequired") {
+        "the broker requires a client certificate; set tls.client_cert and tls.client_key"
+    } else if text.contains("alert")
+        && (text.contains("BadCertificate")
+            || text.contains("UnknownCA")
+            || text.contains("DecryptError"))
+    {
+        "the broker rejected the client certificate; check tls.client_cert and tls.client_key"
+    } else if text.contains("InvalidContentType") || text.contains("CorruptMessage") {
+        "the port does not speak TLS; use mqtt:// or the broker's TLS port"
+    } else {
+        return e;
+    };
+    let detail = match &e {
+        ConnectError::Tls { reason, .. } | ConnectError::Other { reason, .. } => reason.clone(),
+        _ => text,
+    };
+    ConnectError::Tls {
+        addr: addr.to_string(),
+        reason: format!("{hint} (details: {detail})"),
     }
 }
 
