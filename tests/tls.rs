@@ -96,9 +96,7 @@ fn accepts(port: u16) -> bool {
 
 /// Starts Mosquitto with a TLS and an mTLS listener; None when absent outside CI.
 fn mosquitto(dir: &Path, pki: &Pki) -> Option<(Mosq, u16, u16)> {
-    let Some(bin) = common::brokers::mosquitto_or_skip("tls") else {
-        return None;
-    };
+    let bin = common::brokers::mosquitto_or_skip("tls")?;
     for _ in 0..5 {
         let (tls, mtls) = (common::free_port(), common::free_port());
         if tls == mtls {
