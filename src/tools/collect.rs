@@ -202,6 +202,7 @@ pub async fn subscribe_and_collect(
     let stopped_by = match stop {
         Stop::Enough => "first_message",
         Stop::Cancelled => "cancelled",
+        Stop::Closed => "session_closed",
         _ => "duration",
     };
     let note = if sampled {
