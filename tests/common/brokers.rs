@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -55,15 +55,18 @@ pub fn accepts(port: u16) -> bool {
     .is_ok()
 }
 
-/// Waits until `port` accepts, or `child` exits (false), or the deadline passes (false).
-fn wait_accepting(child: &mut Child, port: u16) -> bool {
+/// Waits until `child` logged `marker` (it bound its ports: a listener that
+/// accepts could also be someone else's that won the race for the port) and
+/// every port accepts; false if it exits first or the deadline passes.
+fn wait_ready(child: &mut Child, log: &Path, marker: &str, ports: &[u16]) -> bool {
     let deadline = Instant::now() + READY_WITHIN;
     while Instant::now() < deadline {
-        if accepts(port) {
-            return true;
-        }
         if matches!(child.try_wait(), Ok(Some(_))) {
             return false;
+        }
+        let logged = std::fs::read_to_string(log).is_ok_and(|l| l.contains(marker));
+        if logged && ports.iter().all(|p| accepts(*p)) {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -134,7 +137,7 @@ impl Mosquitto {
     fn config(&self) -> PathBuf {
         let path = self.dir.0.join("mosquitto.conf");
         let conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nsys_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_timestamp false\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nsys_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_timestamp false\n",
             self.port
         );
         std::fs::write(&path, conf).expect("write mosquitto.conf");
@@ -159,8 +162,10 @@ impl Mosquitto {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        let log = self.log_path();
         let child = self.child.insert(child);
-        wait_accepting(child, self.port)
+        // "mosquitto version x running" follows a successful bind.
+        wait_ready(child, &log, " running", &[self.port])
     }
 
     /// `mqtt://127.0.0.1:<port>`.
@@ -259,8 +264,15 @@ impl BrokerProcess {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn mqtt-mcp broker");
+        let log = self.log_path();
         let child = self.child.insert(child);
-        wait_accepting(child, self.v4_port) && wait_accepting(child, self.v5_port)
+        // Printed once both listeners are up.
+        wait_ready(
+            child,
+            &log,
+            "embedded broker: mqtt://",
+            &[self.v4_port, self.v5_port],
+        )
     }
 
     /// Kills the broker.
