@@ -60,7 +60,9 @@ impl Default for BrokerConfig {
         Self {
             v4_port: None,
             v5_port: None,
-            max_payload: 16 * 1024 * 1024,
+            // Above the server's default publish limit, so a too-large publish
+            // is refused by us with a message, not by a dropped connection.
+            max_payload: 16 * 1024 * 1024 + 64 * 1024,
             segment_size: 2 * 1024 * 1024,
             segment_count: 3,
         }

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub sessions: crate::session::SessionConfig,
     /// How long in-flight calls may finish after stdin closed.
     pub shutdown_grace: Duration,
+    /// Largest payload publish_message accepts (brokers often allow less).
+    pub max_publish_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +34,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 256,
             sessions: Default::default(),
             shutdown_grace: Duration::from_millis(500),
+            max_publish_bytes: 16 * 1024 * 1024,
         }
     }
 }

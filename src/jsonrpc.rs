@@ -381,6 +381,53 @@ mod tests {
         ));
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        // The fuzz target of the framing layer: run longer with
+        // PROPTEST_CASES=1000000 cargo test --release --lib jsonrpc
+        #[test]
+        fn line_reader_splits_exactly_and_never_buffers_past_the_limit(
+            lines in prop::collection::vec(prop::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..40), 0..20),
+            limit in 1usize..32,
+            cap in 1usize..16,
+        ) {
+            let mut input = Vec::new();
+            for l in &lines {
+                input.extend_from_slice(l);
+                input.push(b'\n');
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = rt.block_on(async {
+                let mut r = LineReader::new(tokio::io::BufReader::with_capacity(cap, input.as_slice()), limit);
+                let mut out = Vec::new();
+                while let Some(l) = r.next_line().await.unwrap() {
+                    prop_assert!(r.buf.capacity() <= limit + cap + 64, "buffer grew to {}", r.buf.capacity());
+                    out.push(l);
+                }
+                Ok(out)
+            })?;
+            prop_assert_eq!(got.len(), lines.len());
+            for (l, g) in lines.iter().zip(got) {
+                let mut want = l.clone();
+                if want.last() == Some(&b'\r') {
+                    want.pop();
+                }
+                match g {
+                    Line::Complete(b) => prop_assert_eq!(b, want),
+                    Line::TooLong { discarded } => prop_assert!(discarded > limit && discarded >= want.len()),
+                }
+            }
+        }
+
+        #[test]
+        fn classify_never_panics_and_answers_requests(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Incoming::Invalid { error, .. } = classify(&bytes) {
+                prop_assert!([code::PARSE_ERROR, code::INVALID_REQUEST].contains(&error.code));
+            }
+        }
+    }
+
     #[test]
     fn ids_echo_exactly() {
         for raw in ["1", "-5", "1.5", "12345678901234567890", "\"abc\""] {

@@ -70,6 +70,9 @@ struct ServeArgs {
     /// Longest accepted input line in bytes.
     #[arg(long, env = "MQTT_MCP_MAX_LINE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_line_bytes: usize,
+    /// Largest payload publish_message accepts, in bytes.
+    #[arg(long, env = "MQTT_MCP_MAX_PUBLISH_BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_publish_bytes: usize,
     /// Hard ceiling for any tool call, in seconds.
     #[arg(long, env = "MQTT_MCP_MAX_CALL_TIMEOUT", default_value_t = 330)]
     max_call_timeout: u64,
@@ -143,6 +146,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ServerConfig {
         max_line_bytes: s.max_line_bytes.max(1024),
+        max_publish_bytes: s.max_publish_bytes,
         max_call_timeout: Duration::from_secs(s.max_call_timeout.max(1)),
         connect_timeout: Duration::from_millis(s.connect_timeout_ms.max(100)),
         sessions: mqtt_mcp::session::SessionConfig {

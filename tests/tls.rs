@@ -12,8 +12,7 @@ use rcgen::{
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Dir(PathBuf);
 impl Drop for Dir {
@@ -82,57 +81,23 @@ fn pki(dir: &Path) -> Pki {
     }
 }
 
-struct Mosq(Child);
-impl Drop for Mosq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn accepts(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-/// Starts Mosquitto with a TLS and an mTLS listener; None when absent outside CI.
-fn mosquitto(dir: &Path, pki: &Pki) -> Option<(Mosq, u16, u16)> {
-    let bin = common::brokers::mosquitto_or_skip("tls")?;
-    for _ in 0..5 {
-        let (tls, mtls) = (common::free_port(), common::free_port());
-        if tls == mtls {
-            continue;
-        }
-        let conf = format!(
+fn mosquitto(
+    dir: &Path,
+    pki: &Pki,
+) -> Option<(common::custom_mosquitto::CustomMosquitto, u16, u16)> {
+    let (m, ports) = common::custom_mosquitto::start("tls", dir, 2, |p| {
+        format!(
             "per_listener_settings true\npersistence false\nlog_dest stderr\n\
              listener {tls} 127.0.0.1\nallow_anonymous true\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
              listener {mtls} 127.0.0.1\nallow_anonymous true\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\nrequire_certificate true\n",
+            tls = p[0],
+            mtls = p[1],
             ca = pki.ca.display(),
             cert = pki.server_cert.display(),
             key = pki.server_key.display(),
-        );
-        let path = write(dir, "mosquitto.conf", &conf);
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto");
-        let mut m = Mosq(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if accepts(tls) && accepts(mtls) {
-                return Some((m, tls, mtls));
-            }
-            if m.0.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = m.0.kill();
-    }
-    panic!("mosquitto with TLS listeners did not start");
+        )
+    })?;
+    Some((m, ports[0], ports[1]))
 }
 
 #[test]

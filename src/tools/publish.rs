@@ -9,18 +9,16 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Largest payload we publish; the line limit usually bites first.
-const MAX_PUBLISH_BYTES: usize = 16 * 1024 * 1024;
-
-fn encode_payload(v: Option<&Value>, what: &str) -> Result<Bytes, ToolError> {
+fn encode_payload(ctx: &ToolContext, v: Option<&Value>, what: &str) -> Result<Bytes, ToolError> {
+    let limit = ctx.app.config.max_publish_bytes;
     let b = payload::encode(v)
         .map_err(|e| ToolError::InvalidArguments(vec![format!("/{what}: {e}")]))?;
-    if b.len() > MAX_PUBLISH_BYTES {
+    if b.len() > limit {
         return Err(ToolError::InvalidArguments(vec![format!(
             "/{what}: {}",
             payload::PayloadError::TooLarge {
                 size: b.len(),
-                limit: MAX_PUBLISH_BYTES
+                limit
             }
         )]));
     }
@@ -123,7 +121,7 @@ pub async fn publish_message(
     p: params::PublishMessage,
 ) -> Result<results::PublishMessage, ToolError> {
     common::topic_name(&p.topic, "topic")?;
-    let body = encode_payload(p.payload.as_ref(), "payload")?;
+    let body = encode_payload(ctx, p.payload.as_ref(), "payload")?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let conn = &s.link;
     let qos = common::qos(p.qos, 1);
@@ -151,7 +149,7 @@ pub async fn publish_message(
                 .map(|v| v.min(u32::MAX as u64) as u32),
             response_topic: p.response_topic.clone(),
             correlation_data: match &p.correlation_data {
-                Some(v) => Some(encode_payload(Some(v), "correlation_data")?),
+                Some(v) => Some(encode_payload(ctx, Some(v), "correlation_data")?),
                 None => None,
             },
             user_properties: user_props(p.user_properties.as_ref()),
@@ -194,7 +192,7 @@ pub async fn request_response(
     p: params::RequestResponse,
 ) -> Result<results::RequestResponse, ToolError> {
     common::topic_name(&p.topic, "topic")?;
-    let body = encode_payload(p.payload.as_ref(), "payload")?;
+    let body = encode_payload(ctx, p.payload.as_ref(), "payload")?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let conn = &s.link;
     let v5 = conn.protocol() == Protocol::V5;
@@ -221,7 +219,7 @@ pub async fn request_response(
     }
     let correlation = if v5 {
         Some(match &p.correlation_data {
-            Some(v) => encode_payload(Some(v), "correlation_data")?,
+            Some(v) => encode_payload(ctx, Some(v), "correlation_data")?,
             None => Bytes::from(
                 crate::secret::random_hex(8)
                     .map_err(ToolError::internal)?

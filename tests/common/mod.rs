@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod custom_mosquitto;
 pub mod interop;
 pub mod transcript;
 
