@@ -152,6 +152,22 @@ impl App {
         !Self::WRITE_TOOLS.contains(&name) || self.profiles.writes_possible()
     }
 
+    /// The embedded rumqttd cannot forward a message with MQTT 5 properties to
+    /// a 3.1.1 subscriber: its 3.1.1 listener thread panics and every 3.1.1
+    /// client is lost. Before such a publish, name a 3.1.1 session of ours that
+    /// would receive it. (3.1.1 clients of other programs cannot be seen.)
+    pub fn v5_properties_hazard(&self, topic: &str) -> Option<String> {
+        self.sessions
+            .list()
+            .into_iter()
+            .find(|s| {
+                s.link.is_embedded()
+                    && s.link.protocol() == Protocol::V311
+                    && s.link.subscribed_to(topic)
+            })
+            .map(|s| s.id.clone())
+    }
+
     /// The embedded broker's addresses, if it runs.
     pub fn embedded(&self) -> Option<EmbeddedBroker> {
         self.embedded.get().copied()
@@ -276,7 +292,7 @@ impl App {
         if let Some(e) = self.embedded() {
             let loopback = url.host == "127.0.0.1" || url.host == "localhost" || url.host == "::1";
             if loopback && (url.port == e.v4.port() || url.port == e.v5.port()) {
-                conn.refuse_dollar_filters();
+                conn.mark_embedded();
             }
         }
         let s = self

@@ -73,6 +73,8 @@ pub struct BgSub {
     pub notify: Arc<Notify>,
     /// The pump task; owns the [`Subscription`].
     task: tokio::task::JoinHandle<()>,
+    /// The highest sequence number a read has returned (what counts as read).
+    read_upto: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for BgSub {
@@ -146,12 +148,31 @@ impl BgSub {
             buffer,
             notify,
             task,
+            read_upto: Default::default(),
         }
     }
 
     /// Messages after `since` (at most `limit`), how many after `since` were
     /// lost, gaps after `since`, whether more remain.
     pub fn read(&self, since: u64, limit: usize) -> ReadOut {
+        let out = self.read_inner(since, limit);
+        if let Some((last, _)) = out.msgs.last() {
+            self.read_upto
+                .fetch_max(*last, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Buffered messages no read has returned yet.
+    pub fn unread(&self) -> usize {
+        let upto = self.read_upto.load(std::sync::atomic::Ordering::Relaxed);
+        self.buffer
+            .lock()
+            .map(|b| b.msgs.iter().filter(|(s, _)| *s > upto).count())
+            .unwrap_or(0)
+    }
+
+    fn read_inner(&self, since: u64, limit: usize) -> ReadOut {
         let Ok(buf) = self.buffer.lock() else {
             return ReadOut {
                 msgs: Vec::new(),

@@ -390,7 +390,6 @@ fn subscriptions_belong_to_their_session(target: Target) {
 
 /// `unsubscribe` reports as `unread` the buffered messages never read.
 #[test]
-#[ignore = "server bug: unsubscribe reports every buffered message as unread, also those read_messages returned"]
 fn unsubscribe_counts_only_unread_messages() {
     let mut b = Target::Embedded
         .start("unsubscribe_counts_only_unread")

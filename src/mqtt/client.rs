@@ -337,6 +337,8 @@ struct Shared {
     dollar_refused: std::sync::atomic::AtomicBool,
     /// Swallows the extra copies that overlapping subscriptions cause.
     dedup: Mutex<super::dedup::Dedup>,
+    /// A connection to the embedded rumqttd.
+    embedded: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -888,6 +890,7 @@ impl Connection {
             dollar_probe: Mutex::new(None),
             dollar_refused: std::sync::atomic::AtomicBool::new(false),
             dedup: Mutex::new(Default::default()),
+            embedded: std::sync::atomic::AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
         let conn = Connection {
@@ -1206,6 +1209,26 @@ impl Connection {
     /// Marks `$` filters as refused without trying (the embedded rumqttd drops such clients).
     pub fn refuse_dollar_filters(&self) {
         self.shared.dollar_refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks this as a connection to the embedded broker (see [`Connection::is_embedded`]).
+    pub fn mark_embedded(&self) {
+        self.shared.embedded.store(true, Ordering::Relaxed);
+        self.refuse_dollar_filters();
+    }
+
+    /// True for connections to the embedded rumqttd, whose quirks need guards.
+    pub fn is_embedded(&self) -> bool {
+        self.shared.embedded.load(Ordering::Relaxed)
+    }
+
+    /// True if one of this connection's broker-level filters matches `topic`.
+    pub fn subscribed_to(&self, topic: &str) -> bool {
+        self.shared
+            .filters
+            .lock()
+            .map(|f| f.by_filter.keys().any(|k| super::topic::matches(k, topic)))
+            .unwrap_or(false)
     }
 
     /// Sends DISCONNECT, waits briefly for it to leave, and stops the task.

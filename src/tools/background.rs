@@ -130,12 +130,12 @@ pub async fn unsubscribe(
         .subscriptions
         .remove(&p.subscription_id)
         .ok_or_else(|| not_found(&p.subscription_id))?;
-    let (buffered, _, total, _, _) = bg.stats();
+    let (_, _, total, _, _) = bg.stats();
     Ok(results::Unsubscribe {
         subscription_id: bg.id.clone(),
         unsubscribed: true,
         total_received: total,
-        unread: buffered as u64,
+        unread: bg.unread() as u64,
     })
 }
 

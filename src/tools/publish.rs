@@ -65,6 +65,23 @@ pub(super) async fn await_outcome(
     }
 }
 
+/// Refuses what would crash the embedded broker's 3.1.1 listener.
+fn embedded_guard(
+    ctx: &ToolContext,
+    s: &crate::session::Session,
+    topic: &str,
+) -> Result<(), ToolError> {
+    if !s.link.is_embedded() {
+        return Ok(());
+    }
+    match ctx.app.v5_properties_hazard(topic) {
+        Some(v311) => Err(ToolError::Failed(format!(
+            "the embedded broker (rumqttd) cannot deliver a message with MQTT 5 properties to MQTT 3.1.1 subscribers, and session {v311:?} (3.1.1) subscribes to {topic:?}; publish without the MQTT 5 fields, or close that session or its subscription first"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks the session's policy and rate limit for a publish (and audits a refusal).
 pub(super) fn authorize_publish(
     ctx: &ToolContext,
@@ -159,6 +176,9 @@ pub async fn publish_message(
     };
     let size = body.len();
     authorize_publish(ctx, &s, &p.topic, size)?;
+    if props.is_some() {
+        embedded_guard(ctx, &s, &p.topic)?;
+    }
     let start = Instant::now();
     let wait = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
     let rx = conn
@@ -231,6 +251,9 @@ pub async fn request_response(
     };
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(10_000));
     authorize_publish(ctx, &s, &p.topic, body.len())?;
+    if v5 {
+        embedded_guard(ctx, &s, &p.topic)?;
+    }
     let size = body.len();
     let start = Instant::now();
     let mut sub = common::open(
