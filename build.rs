@@ -72,7 +72,7 @@ fn main() {
         let _ = writeln!(ids, "    /// The `{name}` tool.\n    {camel},");
         let _ = writeln!(
             arms,
-            "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::handlers::{name}(ctx, p).await?;\n            serde_json::to_value(r).map_err(crate::tools::ToolError::internal)\n        }}"
+            "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::handlers::{name}(ctx, p).await?;\n            serde_json::to_string(&r).map_err(crate::tools::ToolError::internal)\n        }}"
         );
     }
 
@@ -95,7 +95,7 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "/// Deserializes validated arguments into the generated type and runs the handler.\npub async fn dispatch(ctx: &crate::tools::ToolContext, tool: ToolId, args: serde_json::Value) -> Result<serde_json::Value, crate::tools::ToolError> {{\n    match tool {{\n{arms}\n    }}\n}}\n"
+        "/// Deserializes validated arguments into the generated type, runs the handler, and serializes its result once (no intermediate JSON tree).\npub async fn dispatch(ctx: &crate::tools::ToolContext, tool: ToolId, args: serde_json::Value) -> Result<String, crate::tools::ToolError> {{\n    match tool {{\n{arms}\n    }}\n}}\n"
     );
     let _ = writeln!(out, "/// Parameter types generated from each tool's `inputSchema`.\npub mod params {{\n    #![allow(clippy::all)]\n    use serde::Deserialize;\n{params}}}\n");
     let _ = writeln!(out, "/// Result types generated from each tool's `outputSchema`.\npub mod results {{\n    #![allow(clippy::all)]\n    use serde::Serialize;\n{results}}}\n");

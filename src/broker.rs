@@ -63,8 +63,11 @@ impl Default for BrokerConfig {
             // Above the server's default publish limit, so a too-large publish
             // is refused by us with a message, not by a dropped connection.
             max_payload: 16 * 1024 * 1024 + 64 * 1024,
-            segment_size: 2 * 1024 * 1024,
-            segment_count: 3,
+            // rumqttd counts only topic and payload bytes against a segment, but
+            // stores ~300 bytes per message: small segments keep a burst of tiny
+            // messages from costing tens of MB.
+            segment_size: 256 * 1024,
+            segment_count: 4,
         }
     }
 }

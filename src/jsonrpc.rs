@@ -191,6 +191,19 @@ pub fn response(id: &Id, result: Value) -> String {
     Value::Object(m).to_string()
 }
 
+/// A success response around an already serialized result (large results
+/// are not parsed back into a tree).
+pub fn response_raw(id: &Id, result_json: &str) -> String {
+    let id = id.to_value().to_string();
+    let mut out = String::with_capacity(result_json.len() + id.len() + 40);
+    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    out.push_str(&id);
+    out.push_str(r#","result":"#);
+    out.push_str(result_json);
+    out.push('}');
+    out
+}
+
 /// Serializes an error response line; `id` None becomes `null`.
 pub fn error_response(id: Option<&Id>, error: &RpcError) -> String {
     let mut m = Map::new();

@@ -356,8 +356,8 @@ impl Conn {
         let limit = self.app.config.max_call_timeout + std::time::Duration::from_secs(1);
         let result = match tokio::time::timeout(limit, tools::call(&ctx, tool, args)).await {
             Ok(r) => r,
-            Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))),
+            Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))).to_string(),
         };
-        self.ok(id, result)
+        jsonrpc::response_raw(id, &result)
     }
 }

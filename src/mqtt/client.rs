@@ -395,6 +395,16 @@ enum Loop {
     V5(Box<r5::EventLoop>),
 }
 
+/// A payload that owns its memory: rumqttc hands out slices of its read
+/// buffer, and keeping one small message alive would pin the whole buffer.
+fn own(b: Bytes) -> Bytes {
+    if b.len() < 64 * 1024 {
+        Bytes::copy_from_slice(&b)
+    } else {
+        b
+    }
+}
+
 fn qos_u8(q: rumqttc::QoS) -> u8 {
     q as u8
 }
@@ -473,7 +483,7 @@ impl Loop {
                     },
                     Event::Incoming(I::Publish(p)) => Ev::Publish(Message {
                         topic: p.topic,
-                        payload: p.payload,
+                        payload: own(p.payload),
                         qos: qos_u8(p.qos),
                         retain: p.retain,
                         received_at: SystemTime::now(),
@@ -542,7 +552,7 @@ impl Loop {
                         });
                         Ev::Publish(Message {
                             topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            payload: p.payload,
+                            payload: own(p.payload),
                             qos: p.qos as u8,
                             retain: p.retain,
                             received_at: SystemTime::now(),

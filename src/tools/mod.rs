@@ -165,9 +165,11 @@ impl From<crate::session::SessionError> for ToolError {
 }
 
 /// Validates, runs, and shapes the `tools/call` result (success or `isError`).
-pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> Value {
+/// Returns the `tools/call` result object as JSON text: large results (10,000
+/// collected messages) are serialized once, never held as a JSON tree twice.
+pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> String {
     if let Err(errs) = tool.validate(&args) {
-        return error_result(&ToolError::InvalidArguments(errs));
+        return error_result(&ToolError::InvalidArguments(errs)).to_string();
     }
     let deadline = deadline_for(&args, ctx.app.config.max_call_timeout);
     let run = dispatch(ctx, tool.id, args);
@@ -180,14 +182,17 @@ pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> Value {
     };
     match outcome {
         Ok(structured) => {
-            let text = structured.to_string();
-            serde_json::json!({
-                "content": [{ "type": "text", "text": text }],
-                "structuredContent": structured,
-                "isError": false
-            })
+            let text = serde_json::to_string(&structured).unwrap_or_else(|_| "\"\"".into());
+            let mut out = String::with_capacity(text.len() + structured.len() + 96);
+            out.push_str(r#"{"content":[{"type":"text","text":"#);
+            out.push_str(&text);
+            drop(text);
+            out.push_str(r#"}],"structuredContent":"#);
+            out.push_str(&structured);
+            out.push_str(r#","isError":false}"#);
+            out
         }
-        Err(e) => error_result(&e),
+        Err(e) => error_result(&e).to_string(),
     }
 }
 
