@@ -182,6 +182,10 @@ fn cases() -> Vec<Case> {
                 since = r["next_cursor"].as_u64().unwrap();
             }
             assert_eq!(seen.len(), n);
+            eprintln!(
+                "after 1,000 concurrent publishes: peak RSS {:.1} MiB",
+                s.vm_hwm_kib() as f64 / 1024.0
+            );
             s.call_ok(
                 "unsubscribe",
                 json!({"subscription_id": sub["subscription_id"]}),
