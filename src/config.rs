@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest payload publish_message accepts (brokers often allow less).
     pub max_publish_bytes: usize,
+    /// At most one `notifications/resources/updated` per resource per interval.
+    pub resource_update_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +37,7 @@ impl Default for ServerConfig {
             sessions: Default::default(),
             shutdown_grace: Duration::from_millis(500),
             max_publish_bytes: 16 * 1024 * 1024,
+            resource_update_interval: Duration::from_secs(1),
         }
     }
 }

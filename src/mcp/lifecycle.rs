@@ -29,6 +29,9 @@ pub fn initialize(params: Option<&Value>) -> Result<(&'static str, Value), RpcEr
         "protocolVersion": version,
         "capabilities": {
             "tools": { "listChanged": false },
+            "resources": { "subscribe": true, "listChanged": true },
+            "prompts": { "listChanged": false },
+            "completions": {},
             "logging": {}
         },
         "serverInfo": {

@@ -9,6 +9,7 @@
 
 mod lifecycle;
 pub mod logging;
+pub mod resources;
 
 use crate::app::App;
 use crate::jsonrpc::{self, code, Id, Incoming, Line, LineReader, RpcError};
@@ -38,6 +39,8 @@ struct Conn {
     log_level: AtomicU8,
     /// Cancellation tokens of requests in flight, by id.
     inflight: Mutex<HashMap<Id, CancellationToken>>,
+    /// Live resource subscriptions by URI (dropped on unsubscribe or shutdown).
+    watches: Mutex<HashMap<String, resources::Watch>>,
     /// Cancelled at shutdown: stops every request.
     stop: CancellationToken,
 }
@@ -77,6 +80,7 @@ where
         version: Mutex::new(None),
         log_level: AtomicU8::new(logging::DEFAULT_LEVEL),
         inflight: Mutex::new(HashMap::new()),
+        watches: Mutex::new(HashMap::new()),
         stop: CancellationToken::new(),
     });
     let log_task = logging::forward(
@@ -171,6 +175,10 @@ where
     let grace = app.config.shutdown_grace;
     let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     conn.stop.cancel();
+    conn.watches
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
     while tasks.join_next().await.is_some() {}
     if let Some(t) = log_task {
         t.abort();
@@ -292,12 +300,18 @@ impl Conn {
                 }
                 None => self.err(Some(id), code::INVALID_PARAMS, format!("Invalid params: level must be one of {}", logging::LEVELS.join(", "))),
             }),
-            "tools/call" => None,
+            "tools/call" | "resources/list" | "resources/read" | "resources/subscribe" | "resources/unsubscribe" | "completion/complete" => None,
+            "resources/templates/list" => Some(self.ok(id, resources::templates())),
+            "prompts/list" => Some(self.ok(id, resources::prompts())),
+            "prompts/get" => Some(match resources::get_prompt(params) {
+                Ok(r) => self.ok(id, r),
+                Err(e) => jsonrpc::error_response(Some(id), &e),
+            }),
             _ => Some(self.err(Some(id), code::METHOD_NOT_FOUND, format!("Method not found: {method}"))),
         }
     }
 
-    /// Requests that may take time: `tools/call`.
+    /// Requests that may take time: tools, resources, completion.
     async fn request(
         &self,
         id: &Id,
@@ -305,7 +319,66 @@ impl Conn {
         params: Option<Value>,
         cancel: CancellationToken,
     ) -> String {
-        debug_assert_eq!(method, "tools/call");
+        let answer = |r: Result<Value, RpcError>| match r {
+            Ok(v) => self.ok(id, v),
+            Err(e) => jsonrpc::error_response(Some(id), &e),
+        };
+        match method {
+            "tools/call" => self.tools_call(id, params, cancel).await,
+            "resources/list" => answer(resources::list(&self.app, params.as_ref()).await),
+            "resources/read" => answer(resources::read(&self.app, params.as_ref()).await),
+            "completion/complete" => answer(resources::complete(&self.app, params.as_ref()).await),
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = params
+                    .as_ref()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                else {
+                    return self.err(
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        "Invalid params: params.uri is required",
+                    );
+                };
+                if method == "resources/unsubscribe" {
+                    self.watches
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&uri);
+                    return self.ok(id, json!({}));
+                }
+                answer(
+                    resources::subscribe(
+                        &self.app,
+                        &uri,
+                        self.out.clone(),
+                        self.app.config.resource_update_interval,
+                    )
+                    .await
+                    .map(|w| {
+                        self.watches
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(uri, w);
+                        json!({})
+                    }),
+                )
+            }
+            other => self.err(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                format!("Method not found: {other}"),
+            ),
+        }
+    }
+
+    async fn tools_call(
+        &self,
+        id: &Id,
+        params: Option<Value>,
+        cancel: CancellationToken,
+    ) -> String {
         let mut params =
             match params {
                 Some(Value::Object(m)) => m,

@@ -1211,6 +1211,24 @@ impl Connection {
             .unwrap_or_default()
     }
 
+    /// Topics seen by this connection: name, messages remembered, latest message.
+    pub fn topics_seen(&self) -> Vec<(String, usize, Arc<Message>)> {
+        self.shared
+            .history
+            .lock()
+            .map(|h| h.summary())
+            .unwrap_or_default()
+    }
+
+    /// How many topics this connection has seen.
+    pub fn topic_count(&self) -> usize {
+        self.shared
+            .history
+            .lock()
+            .map(|h| h.topic_count())
+            .unwrap_or(0)
+    }
+
     /// True once the broker dropped us for subscribing to a `$` filter.
     pub fn dollar_refused(&self) -> bool {
         self.shared.dollar_refused.load(Ordering::Relaxed)

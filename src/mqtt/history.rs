@@ -99,6 +99,22 @@ impl History {
             .unwrap_or_default()
     }
 
+    /// Topics remembered: name, messages remembered, latest message; sorted by name.
+    pub fn summary(&self) -> Vec<(String, usize, Arc<Message>)> {
+        let mut v: Vec<_> = self
+            .topics
+            .iter()
+            .filter_map(|(t, r)| r.back().map(|m| (t.clone(), r.len(), m.clone())))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Number of topics remembered.
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
     /// Topics remembered, with their latest message.
     pub fn topics(&self) -> Vec<(String, Arc<Message>)> {
         self.topics

@@ -18,6 +18,8 @@ mod publish;
 mod retained;
 mod sessions;
 
+pub use common::message_json;
+
 /// Handler functions, by tool name; `dispatch` (generated) calls them.
 pub mod handlers {
     pub use super::background::{list_subscriptions, read_messages, subscribe, unsubscribe};

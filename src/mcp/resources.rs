@@ -1,0 +1,558 @@
+//! MCP resources (live topics), prompts, and completion.
+//!
+//! Resources: `mqtt://{session}/info`, `mqtt://{session}/topics` (topics this
+//! session has seen), `mqtt://{session}/topic/{+topic}` (last message and
+//! recent history), `mqtt://{session}/retained/{+filter}`. Reading never
+//! waits for live traffic except for retained messages. Subscribing to a
+//! topic resource subscribes on the broker; updates are coalesced per
+//! resource to one notification per interval.
+
+use crate::app::App;
+use crate::jsonrpc::{code, RpcError};
+use crate::mqtt::topic;
+use crate::payload::{self, Format};
+use crate::session::{rfc3339, Session};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// `resources/read` of an unknown resource (handshake-era code).
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// Resources per `resources/list` page.
+const PAGE: usize = 100;
+
+/// A parsed resource URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uri {
+    /// Session and broker facts.
+    Info(String),
+    /// The topics seen.
+    Topics(String),
+    /// One topic.
+    Topic(String, String),
+    /// Retained messages under a filter.
+    Retained(String, String),
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Encodes what a URI path cannot carry literally (`#`, `%`, `?`, space, controls).
+pub fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '#' | '%' | '?' | ' ' => out.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Uri {
+    /// Parses `mqtt://{session}/...`.
+    pub fn parse(uri: &str) -> Option<Uri> {
+        let rest = uri.strip_prefix("mqtt://")?;
+        let (session, path) = rest.split_once('/')?;
+        if session.is_empty() {
+            return None;
+        }
+        let session = session.to_string();
+        if path == "info" {
+            return Some(Uri::Info(session));
+        }
+        if path == "topics" {
+            return Some(Uri::Topics(session));
+        }
+        if let Some(t) = path.strip_prefix("topic/") {
+            let t = percent_decode(t)?;
+            topic::validate_topic(&t).ok()?;
+            return Some(Uri::Topic(session, t));
+        }
+        if let Some(f) = path.strip_prefix("retained/") {
+            let f = percent_decode(f)?;
+            topic::validate_filter(&f).ok()?;
+            return Some(Uri::Retained(session, f));
+        }
+        None
+    }
+
+    /// The URI text.
+    pub fn render(&self) -> String {
+        match self {
+            Uri::Info(s) => format!("mqtt://{s}/info"),
+            Uri::Topics(s) => format!("mqtt://{s}/topics"),
+            Uri::Topic(s, t) => format!("mqtt://{s}/topic/{}", encode_path(t)),
+            Uri::Retained(s, f) => format!("mqtt://{s}/retained/{}", encode_path(f)),
+        }
+    }
+
+    fn session(&self) -> &str {
+        match self {
+            Uri::Info(s) | Uri::Topics(s) | Uri::Topic(s, _) | Uri::Retained(s, _) => s,
+        }
+    }
+}
+
+fn not_found(uri: &str, why: &str) -> RpcError {
+    RpcError {
+        code: RESOURCE_NOT_FOUND,
+        message: format!("Resource not found: {uri} ({why})"),
+        data: Some(json!({ "uri": uri })),
+    }
+}
+
+async fn session_of(app: &App, uri: &str, u: &Uri) -> Result<Arc<Session>, RpcError> {
+    if u.session() == crate::session::DEFAULT_SESSION {
+        app.wait_default().await;
+    }
+    app.sessions.get(Some(u.session())).map_err(|_| {
+        not_found(
+            uri,
+            "no such session; list_active_connections shows the open ones",
+        )
+    })
+}
+
+/// `resources/templates/list`.
+pub fn templates() -> Value {
+    json!({ "resourceTemplates": [
+        {"uriTemplate": "mqtt://{session}/info", "name": "session-info", "title": "Session and broker facts", "description": "State, protocol, reconnects, profile and policy of a broker session.", "mimeType": "application/json"},
+        {"uriTemplate": "mqtt://{session}/topics", "name": "topics", "title": "Topics seen", "description": "Every topic this session has seen (through subscriptions, collects and discovery) with counts, last time and a preview. Subscribe to hear about new topics.", "mimeType": "application/json"},
+        {"uriTemplate": "mqtt://{session}/topic/{+topic}", "name": "topic", "title": "One topic", "description": "The last message and recent history of one topic. Subscribe to get notifications/resources/updated when messages arrive.", "mimeType": "application/json"},
+        {"uriTemplate": "mqtt://{session}/retained/{+filter}", "name": "retained", "title": "Retained messages", "description": "The retained messages under a topic filter (# is written %23).", "mimeType": "application/json"}
+    ]})
+}
+
+/// `resources/list`: per session its info and topics, then every topic seen.
+pub async fn list(app: &App, params: Option<&Value>) -> Result<Value, RpcError> {
+    app.wait_default().await;
+    let mut all: Vec<Value> = Vec::new();
+    for s in app.sessions.list() {
+        all.push(json!({"uri": Uri::Info(s.id.clone()).render(), "name": format!("{} info", s.id), "title": format!("Session {} ({})", s.id, s.broker_url), "mimeType": "application/json"}));
+        all.push(json!({"uri": Uri::Topics(s.id.clone()).render(), "name": format!("{} topics", s.id), "title": format!("Topics seen on {}", s.broker_url), "mimeType": "application/json"}));
+        for (t, _, _) in s.link.topics_seen() {
+            all.push(json!({"uri": Uri::Topic(s.id.clone(), t.clone()).render(), "name": t, "mimeType": "application/json"}));
+        }
+    }
+    let start = match params.and_then(|p| p.get("cursor")) {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => c.strip_prefix('r').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0 && *n < all.len()).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous resources/list answer"))?,
+        Some(_) => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: cursor must be a string")),
+    };
+    let end = (start + PAGE).min(all.len());
+    let mut out = json!({ "resources": all[start..end].to_vec() });
+    if end < all.len() {
+        out["nextCursor"] = json!(format!("r{end}"));
+    }
+    Ok(out)
+}
+
+fn text_contents(uri: &str, v: Value) -> Value {
+    json!({ "contents": [{ "uri": uri, "mimeType": "application/json", "text": v.to_string() }] })
+}
+
+/// `resources/read`.
+pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let uri = params
+        .and_then(|p| p.get("uri"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            RpcError::new(
+                code::INVALID_PARAMS,
+                "Invalid params: resources/read needs params.uri",
+            )
+        })?;
+    let u = Uri::parse(uri).ok_or_else(|| {
+        not_found(
+            uri,
+            "expected mqtt://{session}/info, /topics, /topic/{topic} or /retained/{filter}",
+        )
+    })?;
+    let s = session_of(app, uri, &u).await?;
+    match &u {
+        Uri::Info(_) => {
+            let (state, reconnects, last_error) = s.link.status();
+            Ok(text_contents(
+                uri,
+                json!({
+                    "session_id": s.id, "broker_url": s.broker_url, "client_id": s.client_id,
+                    "protocol_version": s.link.protocol().as_str(), "state": state.as_str(),
+                    "reconnects": reconnects, "last_error": last_error, "profile": s.profile,
+                    "read_only": s.policy.read_only(), "embedded_broker": s.link.is_embedded(),
+                    "created_at": rfc3339(s.created_at), "background_subscriptions": s.subscriptions.len(),
+                    "topics_seen": s.link.topic_count(),
+                }),
+            ))
+        }
+        Uri::Topics(_) => {
+            let topics: Vec<Value> = s
+                .link
+                .topics_seen()
+                .into_iter()
+                .filter(|(t, _, _)| s.policy.check_subscribe(t).is_ok())
+                .map(|(t, n, m)| json!({"topic": t, "messages_seen": n, "last_seen": rfc3339(m.received_at), "retained": m.retain, "format": payload::format_of(&m.payload).as_str(), "preview": payload::preview(&m.payload, 80)}))
+                .collect();
+            Ok(text_contents(
+                uri,
+                json!({ "count": topics.len(), "topics": topics }),
+            ))
+        }
+        Uri::Topic(_, t) => {
+            if let Err(e) = s.policy.check_subscribe(t) {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMS,
+                    format!("Invalid params: {e}"),
+                ));
+            }
+            let msgs = s.link.history(t, 20);
+            if let Some(last) = msgs.last() {
+                if payload::format_of(&last.payload) == Format::Binary {
+                    return Ok(
+                        json!({ "contents": [{ "uri": uri, "mimeType": "application/octet-stream", "blob": base64::engine::general_purpose::STANDARD.encode(&last.payload) }] }),
+                    );
+                }
+            }
+            let history: Vec<Value> = msgs
+                .iter()
+                .map(|m| crate::tools::message_json(m, 4096))
+                .collect();
+            let note = msgs.is_empty().then_some("nothing seen on this topic yet; resources/subscribe to it, or use subscribe_and_collect");
+            Ok(text_contents(
+                uri,
+                json!({ "topic": t, "last": history.last(), "history": history, "note": note }),
+            ))
+        }
+        Uri::Retained(_, f) => {
+            let tool = crate::tools::find("get_retained")
+                .ok_or_else(|| RpcError::new(code::INTERNAL_ERROR, "get_retained missing"))?;
+            let ctx = crate::tools::ToolContext {
+                app: app.clone(),
+                cancel: Default::default(),
+                progress: None,
+                tool: "resources/read",
+            };
+            let out = crate::tools::call(
+                &ctx,
+                tool,
+                json!({"session_id": s.id, "filter": f, "limit": 1000}),
+            )
+            .await;
+            let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+            if v["isError"] == json!(true) {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMS,
+                    format!(
+                        "Invalid params: {}",
+                        v["content"][0]["text"]
+                            .as_str()
+                            .unwrap_or("cannot read retained messages")
+                    ),
+                ));
+            }
+            Ok(text_contents(uri, v["structuredContent"].clone()))
+        }
+    }
+}
+
+/// A live resource subscription: the task that sends coalesced updates.
+pub struct Watch {
+    /// Aborted on unsubscribe or shutdown.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `resources/subscribe`: topic resources (and the topics list) follow the broker.
+pub async fn subscribe(
+    app: &Arc<App>,
+    uri: &str,
+    out: mpsc::Sender<String>,
+    interval: Duration,
+) -> Result<Watch, RpcError> {
+    let u = Uri::parse(uri).ok_or_else(|| not_found(uri, "unknown resource"))?;
+    let s = session_of(app, uri, &u).await?;
+    let filter = match &u {
+        Uri::Topic(_, t) => t.clone(),
+        Uri::Topics(_) => "#".to_string(),
+        Uri::Retained(_, f) => f.clone(),
+        Uri::Info(_) => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: session info has no live updates; subscribe to a topic or the topics list")),
+    };
+    let exclude = s
+        .policy
+        .check_subscribe(&filter)
+        .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("Invalid params: {e}")))?;
+    if s.link.dollar_refused() && topic::is_dollar_filter(&filter) {
+        return Err(RpcError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: this broker does not allow $ topics",
+        ));
+    }
+    let mut sub = s
+        .link
+        .open_subscription(&[(filter, 0)], &exclude, 4096, Duration::from_secs(10))
+        .await
+        .map_err(|e| {
+            RpcError::new(
+                code::INTERNAL_ERROR,
+                format!("cannot subscribe on the broker: {e}"),
+            )
+        })?;
+    let uri = uri.to_string();
+    let topics_uri = Uri::Topics(s.id.clone()).render();
+    let is_topics = matches!(u, Uri::Topics(_));
+    let conn = s.link.clone();
+    drop(s);
+    let task = tokio::spawn(async move {
+        let mut last_sent: Option<tokio::time::Instant> = None;
+        let mut pending = false;
+        let mut known = conn.topic_count();
+        loop {
+            let wake = last_sent.map(|t| t + interval);
+            tokio::select! {
+                m = sub.route.rx.recv() => {
+                    if m.is_none() { return; }
+                    pending = true;
+                }
+                _ = async { match wake { Some(w) if pending => tokio::time::sleep_until(w).await, _ => std::future::pending().await } } => {}
+            }
+            let now = tokio::time::Instant::now();
+            if pending && last_sent.is_none_or(|t| now >= t + interval) {
+                pending = false;
+                last_sent = Some(now);
+                let _ = out.try_send(crate::jsonrpc::notification(
+                    "notifications/resources/updated",
+                    json!({ "uri": uri }),
+                ));
+                if is_topics {
+                    let n = conn.topic_count();
+                    if n != known {
+                        known = n;
+                        let _ = out.try_send(crate::jsonrpc::notification(
+                            "notifications/resources/list_changed",
+                            json!({}),
+                        ));
+                    }
+                } else if uri != topics_uri {
+                    // A topic resource that appears for the first time changes the list too.
+                    let n = conn.topic_count();
+                    if n != known {
+                        known = n;
+                        let _ = out.try_send(crate::jsonrpc::notification(
+                            "notifications/resources/list_changed",
+                            json!({}),
+                        ));
+                    }
+                }
+            }
+        }
+    });
+    Ok(Watch { task })
+}
+
+/// Prompt definitions for `prompts/list`.
+pub fn prompts() -> Value {
+    json!({ "prompts": [
+        {"name": "explore_broker", "title": "Explore the broker", "description": "Map the topic tree and summarise which devices and services exist.",
+         "arguments": [{"name": "session_id", "description": "Session to explore (default: the default session).", "required": false},
+                       {"name": "filter", "description": "Part of the tree to explore, e.g. zigbee2mqtt/# (default #).", "required": false}]},
+        {"name": "debug_device", "title": "Debug a device", "description": "Find a device's topics, check whether it is alive, and explain what it reports.",
+         "arguments": [{"name": "device_id", "description": "The device id as it appears in topics.", "required": true},
+                       {"name": "session_id", "description": "Session to use (default: the default session).", "required": false}]},
+        {"name": "watch_topic", "title": "Watch a topic", "description": "Watch one topic or filter for a while and explain what changed.",
+         "arguments": [{"name": "topic", "description": "Topic or filter to watch.", "required": true},
+                       {"name": "window_s", "description": "How long to watch, in seconds (default 30).", "required": false},
+                       {"name": "session_id", "description": "Session to use (default: the default session).", "required": false}]}
+    ]})
+}
+
+fn arg<'a>(args: &'a Value, name: &str) -> Option<&'a str> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// `prompts/get`.
+pub fn get_prompt(params: Option<&Value>) -> Result<Value, RpcError> {
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            RpcError::new(
+                code::INVALID_PARAMS,
+                "Invalid params: prompts/get needs params.name",
+            )
+        })?;
+    let empty = json!({});
+    let args = params.and_then(|p| p.get("arguments")).unwrap_or(&empty);
+    let sess = arg(args, "session_id")
+        .map(|s| format!(" Use session_id \"{s}\" in every call."))
+        .unwrap_or_default();
+    let (description, text) = match name {
+        "explore_broker" => {
+            let filter = arg(args, "filter").unwrap_or("#");
+            ("Map the topic tree and summarise the devices", format!(
+                "Explore the MQTT broker under the filter \"{filter}\".{sess} First call list_topics with filter \"{filter}\" and window_ms 5000 to see the topic tree, retained state and message rates. For the busiest or most interesting branches call get_topic_schema to learn the payload structure, and get_retained for the current state. Then summarise: which devices and services exist (group topics by device or integration, e.g. zigbee2mqtt/<device>, homeassistant/<component>/...), what each reports and how often, which can be controlled (topics ending in /set or /command), and anything that looks wrong (silent devices, error payloads). Do not publish anything."
+            ))
+        }
+        "debug_device" => {
+            let id = arg(args, "device_id").ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: debug_device needs the argument device_id"))?;
+            ("Debug one device", format!(
+                "Debug the device \"{id}\".{sess} Call debug_device with device_id \"{id}\" and window_ms 10000 to find its topics, last values, rates and silent topics. For its state topics call topic_history to see recent changes, and get_topic_schema on its topics to understand the payloads. Explain whether the device is online and healthy, what it last reported, and what looks wrong, with the evidence. Only publish (publish_message) if the user asks you to send a command."
+            ))
+        }
+        "watch_topic" => {
+            let t = arg(args, "topic").ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: watch_topic needs the argument topic"))?;
+            let window: u64 = arg(args, "window_s").and_then(|w| w.parse().ok()).unwrap_or(30).clamp(1, 300);
+            ("Watch a topic and explain the changes", format!(
+                "Watch \"{t}\" for {window} seconds.{sess} Call subscribe_and_collect with filter \"{t}\" and duration_ms {} (or subscribe, then read_messages to follow it). Then use topic_history on the topics that changed to see field-level differences. Report what changed, how often, and whether the values look plausible.",
+                window * 1000
+            ))
+        }
+        other => return Err(RpcError::new(code::INVALID_PARAMS, format!("Invalid params: unknown prompt {other:?}; prompts/list shows explore_broker, debug_device and watch_topic"))),
+    };
+    Ok(
+        json!({ "description": description, "messages": [{ "role": "user", "content": { "type": "text", "text": text } }] }),
+    )
+}
+
+/// `completion/complete` for prompt arguments and resource template variables.
+pub async fn complete(app: &App, params: Option<&Value>) -> Result<Value, RpcError> {
+    let p = params.ok_or_else(|| {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: completion/complete needs ref and argument",
+        )
+    })?;
+    let r = &p["ref"];
+    let arg_name = p["argument"]["name"].as_str().ok_or_else(|| {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: argument.name is required",
+        )
+    })?;
+    let value = p["argument"]["value"].as_str().unwrap_or("");
+    let known_prompt = |n: &str| matches!(n, "explore_broker" | "debug_device" | "watch_topic");
+    let kind = match r["type"].as_str() {
+        Some("ref/prompt") if r["name"].as_str().is_some_and(known_prompt) => arg_name,
+        Some("ref/prompt") => "",
+        Some("ref/resource") if r["uri"].as_str().is_some_and(|u| u.starts_with("mqtt://")) => {
+            arg_name
+        }
+        Some("ref/resource") => "",
+        _ => {
+            return Err(RpcError::new(
+                code::INVALID_PARAMS,
+                "Invalid params: ref.type must be ref/prompt or ref/resource",
+            ))
+        }
+    };
+    app.wait_default().await;
+    let sessions = app.sessions.list();
+    let mut candidates: Vec<String> = Vec::new();
+    match kind {
+        "session_id" | "session" => candidates.extend(sessions.iter().map(|s| s.id.clone())),
+        "topic" | "filter" => {
+            for s in &sessions {
+                candidates.extend(s.link.topics_seen().into_iter().map(|(t, _, _)| t));
+            }
+        }
+        "device_id" => {
+            for s in &sessions {
+                for (t, _, _) in s.link.topics_seen() {
+                    candidates.extend(t.split('/').filter(|l| !l.is_empty()).map(str::to_string));
+                }
+            }
+        }
+        "profile" => candidates.extend(app.profiles.by_name.keys().cloned()),
+        _ => {}
+    }
+    candidates.sort();
+    candidates.dedup();
+    let matching: Vec<String> = candidates
+        .into_iter()
+        .filter(|c| c.starts_with(value))
+        .collect();
+    let total = matching.len();
+    let values: Vec<String> = matching.into_iter().take(100).collect();
+    Ok(json!({ "completion": { "values": values, "total": total, "hasMore": total > 100 } }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_round_trip() {
+        for u in [
+            Uri::Info("default".into()),
+            Uri::Topics("s_1".into()),
+            Uri::Topic("default".into(), "home/living room/temp".into()),
+            Uri::Retained("default".into(), "home/+/state/#".into()),
+        ] {
+            assert_eq!(Uri::parse(&u.render()), Some(u.clone()), "{}", u.render());
+        }
+        assert_eq!(
+            Uri::parse("mqtt://default/retained/a/%23").unwrap(),
+            Uri::Retained("default".into(), "a/#".into())
+        );
+        assert_eq!(
+            Uri::parse("mqtt://default/topic/a/#"),
+            None,
+            "wildcards are not topics"
+        );
+        assert_eq!(Uri::parse("http://x/info"), None);
+        assert_eq!(Uri::parse("mqtt:///info"), None);
+        assert_eq!(Uri::parse("mqtt://default/nope"), None);
+    }
+
+    #[test]
+    fn prompts_refer_to_tools() {
+        for (name, args) in [
+            ("explore_broker", json!({})),
+            ("debug_device", json!({"device_id": "lamp1"})),
+            ("watch_topic", json!({"topic": "a/#", "window_s": "5"})),
+        ] {
+            let p = get_prompt(Some(&json!({"name": name, "arguments": args}))).unwrap();
+            let text = p["messages"][0]["content"]["text"].as_str().unwrap();
+            let tools: Vec<&str> = crate::tools::TOOLS.iter().map(|t| t.name).collect();
+            assert!(tools.iter().any(|t| text.contains(t)), "{name}: {text}");
+        }
+        assert_eq!(
+            get_prompt(Some(&json!({"name": "debug_device"})))
+                .unwrap_err()
+                .code,
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            get_prompt(Some(&json!({"name": "nope"}))).unwrap_err().code,
+            code::INVALID_PARAMS
+        );
+    }
+}
