@@ -1,5 +1,12 @@
-//! `initialize` (version negotiation, capabilities, instructions) and
-//! `tools/list` (pagination over the schema table).
+//! `initialize` (version negotiation, capabilities, instructions),
+//! `tools/list` (pagination over the schema table), and the two protocol
+//! eras: the handshake era (2024-11-05 to 2025-11-25, `initialize` once per
+//! connection) and the stateless revision 2026-07-28, where every request
+//! names its version and client capabilities in `params._meta`, the server
+//! answers `server/discover`, and every result carries `resultType`.
+//!
+//! [`era`] decides per request which rules apply; a request without the
+//! modern `_meta` keys is served exactly as before.
 
 use crate::jsonrpc::{code, RpcError};
 use crate::tools::TOOLS;
@@ -11,6 +18,224 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
 
 /// What we answer to a client asking for a version we do not know.
 pub const LATEST_PROTOCOL_VERSION: &str = SUPPORTED_PROTOCOL_VERSIONS[0];
+
+/// The stateless revision: no handshake, per-request `_meta`.
+pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
+
+/// `UnsupportedProtocolVersionError` of 2026-07-28 (data: supported, requested).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// Request `_meta` key: the protocol version of this request (required).
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// Request `_meta` key: the client's capabilities for this request (required).
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// Request `_meta` key: minimum level of log notifications (optional).
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+/// Result `_meta` key: who answered.
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// Which rules a request is served by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// 2024-11-05 .. 2025-11-25: `initialize` first, connection state.
+    Handshake,
+    /// 2026-07-28: stateless, everything the server needs is in `_meta`.
+    Stateless,
+}
+
+/// Every version this server speaks, the stateless one first.
+pub fn supported_versions() -> Vec<&'static str> {
+    std::iter::once(STATELESS_PROTOCOL_VERSION)
+        .chain(SUPPORTED_PROTOCOL_VERSIONS)
+        .collect()
+}
+
+fn invalid_meta(method: &str, what: &str) -> RpcError {
+    RpcError::new(
+        code::INVALID_PARAMS,
+        format!("Invalid params: {method} needs params._meta with {what} (MCP {STATELESS_PROTOCOL_VERSION} requests carry \"{META_PROTOCOL_VERSION}\": \"{STATELESS_PROTOCOL_VERSION}\" and \"{META_CLIENT_CAPABILITIES}\": {{...}}; handshake-era clients send initialize instead)"),
+    )
+}
+
+/// Decides the era of one request from its `_meta`.
+///
+/// - `initialize` always opens the handshake era.
+/// - `_meta` naming 2026-07-28 selects the stateless rules; its required
+///   fields are checked here (missing ones are -32602, as the revision says).
+/// - `_meta` naming a version we do not speak is -32022 with the list we do.
+/// - No version in `_meta`, or a handshake-era one, leaves the request to the
+///   handshake rules, unchanged; `server/discover` exists only in 2026-07-28,
+///   so without a valid stateless `_meta` it is -32602.
+pub fn era(method: &str, params: Option<&Value>) -> Result<Era, RpcError> {
+    if method == "initialize" {
+        return Ok(Era::Handshake);
+    }
+    let meta = params.and_then(|p| p.get("_meta"));
+    let version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION));
+    let version = match version {
+        None if method == "server/discover" => {
+            return Err(invalid_meta(
+                method,
+                &format!("\"{META_PROTOCOL_VERSION}\""),
+            ))
+        }
+        None => return Ok(Era::Handshake),
+        Some(Value::String(v)) => v.as_str(),
+        Some(_) => {
+            return Err(invalid_meta(
+                method,
+                &format!("\"{META_PROTOCOL_VERSION}\" as a string"),
+            ))
+        }
+    };
+    if SUPPORTED_PROTOCOL_VERSIONS.contains(&version) {
+        if method == "server/discover" {
+            return Err(invalid_meta(
+                method,
+                &format!("\"{META_PROTOCOL_VERSION}\": \"{STATELESS_PROTOCOL_VERSION}\" (version {version} negotiates with initialize)"),
+            ));
+        }
+        return Ok(Era::Handshake);
+    }
+    if version != STATELESS_PROTOCOL_VERSION {
+        return Err(RpcError {
+            code: UNSUPPORTED_PROTOCOL_VERSION,
+            message: format!(
+                "Unsupported protocol version {version:?}; this server speaks {}",
+                supported_versions().join(", ")
+            ),
+            data: Some(json!({ "supported": supported_versions(), "requested": version })),
+        });
+    }
+    if !meta
+        .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+        .is_some_and(Value::is_object)
+    {
+        return Err(invalid_meta(
+            method,
+            &format!("\"{META_CLIENT_CAPABILITIES}\" as an object (an empty one when the client has none)"),
+        ));
+    }
+    if let Some(level) = meta.and_then(|m| m.get(META_LOG_LEVEL)) {
+        if level
+            .as_str()
+            .and_then(super::logging::level_index)
+            .is_none()
+        {
+            return Err(RpcError::new(
+                code::INVALID_PARAMS,
+                format!(
+                    "Invalid params: _meta.\"{META_LOG_LEVEL}\" must be one of {}",
+                    super::logging::LEVELS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(Era::Stateless)
+}
+
+/// How long and for whom a 2026-07-28 client may cache a result (`CacheableResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cache {
+    /// `ttlMs`: freshness in milliseconds.
+    pub ttl_ms: u64,
+    /// `cacheScope`: `public` (no user data) or `private`.
+    pub scope: &'static str,
+}
+
+/// Results fixed for the life of the process (tools, prompts, templates,
+/// discover): the server's own description, no user data.
+pub const CACHE_STATIC: Cache = Cache {
+    ttl_ms: 3_600_000,
+    scope: "public",
+};
+
+/// Live broker data (resources): stale at once, and only for this client.
+pub const CACHE_LIVE: Cache = Cache {
+    ttl_ms: 0,
+    scope: "private",
+};
+
+fn server_info() -> Value {
+    json!({
+        "name": "bitsperity-mqtt-mcp",
+        "title": "Bitsperity MQTT",
+        "version": env!("CARGO_PKG_VERSION")
+    })
+}
+
+/// Adds what 2026-07-28 requires of every result: `resultType`, the cache
+/// hints of a `CacheableResult`, and the server's identity in `_meta`.
+pub fn stateless_result(mut result: Value, cache: Option<Cache>) -> Value {
+    let Value::Object(m) = &mut result else {
+        return result;
+    };
+    m.insert("resultType".into(), Value::from("complete"));
+    if let Some(c) = cache {
+        m.insert("ttlMs".into(), Value::from(c.ttl_ms));
+        m.insert("cacheScope".into(), Value::from(c.scope));
+    }
+    let meta = m
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(meta) = meta {
+        meta.insert(META_SERVER_INFO.into(), server_info());
+    }
+    result
+}
+
+/// [`stateless_result`] for a result that is already serialized (tool
+/// results are serialized once and never parsed back): the fields are
+/// spliced in after the opening brace. A result that already has `_meta` or
+/// is not an object goes the slow way.
+pub fn stateless_result_raw(result_json: &str) -> String {
+    let Some(rest) = result_json.strip_prefix('{') else {
+        return result_json.to_string();
+    };
+    if result_json.contains("\"_meta\"") {
+        return serde_json::from_str(result_json)
+            .map(|v| stateless_result(v, None).to_string())
+            .unwrap_or_else(|_| result_json.to_string());
+    }
+    let head = json!({
+        "resultType": "complete",
+        "_meta": { META_SERVER_INFO: server_info() }
+    })
+    .to_string();
+    let head = &head[..head.len() - 1];
+    let mut out = String::with_capacity(result_json.len() + head.len() + 1);
+    out.push_str(head);
+    if !rest.trim_start().starts_with('}') {
+        out.push(',');
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Server capabilities in 2026-07-28. `logging` is left out: log events
+/// here are process-wide, not scoped to a request, and the revision forbids
+/// `notifications/message` for requests that did not ask by level.
+fn stateless_capabilities() -> Value {
+    json!({
+        "tools": { "listChanged": false },
+        "resources": { "subscribe": true, "listChanged": true },
+        "prompts": { "listChanged": false },
+        "completions": {}
+    })
+}
+
+/// Answers `server/discover` (a `DiscoverResult`).
+pub fn discover() -> Value {
+    stateless_result(
+        json!({
+            "supportedVersions": supported_versions(),
+            "capabilities": stateless_capabilities(),
+            "serverInfo": server_info(),
+            "instructions": INSTRUCTIONS
+        }),
+        Some(CACHE_STATIC),
+    )
+}
 
 const INSTRUCTIONS: &str = "This server gives you an MQTT broker. A session named \"default\" is usually open already, so tools work without session_id; call list_active_connections to see sessions, establish_connection to open another broker (then pass its session_id), close_connection when done. Topic names never contain + or #; filters may (+ one level, # the rest). Tool errors come back as results with isError and say how to fix the call.";
 
@@ -136,5 +361,93 @@ mod tests {
             .unwrap()
             .iter()
             .all(|t| t["name"] != "publish_message"));
+    }
+
+    fn meta(version: Value) -> Value {
+        json!({"_meta": {META_PROTOCOL_VERSION: version, META_CLIENT_CAPABILITIES: {}}})
+    }
+
+    #[test]
+    fn chooses_the_era_per_request() {
+        let modern = meta(json!(STATELESS_PROTOCOL_VERSION));
+        assert_eq!(era("tools/list", Some(&modern)), Ok(Era::Stateless));
+        assert_eq!(era("server/discover", Some(&modern)), Ok(Era::Stateless));
+        assert_eq!(era("tools/list", None), Ok(Era::Handshake));
+        assert_eq!(
+            era("tools/list", Some(&json!({"_meta": {"progressToken": 1}}))),
+            Ok(Era::Handshake)
+        );
+        assert_eq!(era("initialize", Some(&modern)), Ok(Era::Handshake));
+        for v in SUPPORTED_PROTOCOL_VERSIONS {
+            assert_eq!(era("tools/call", Some(&meta(json!(v)))), Ok(Era::Handshake));
+            assert_eq!(
+                era("server/discover", Some(&meta(json!(v))))
+                    .unwrap_err()
+                    .code,
+                code::INVALID_PARAMS
+            );
+        }
+        let e = era("tools/call", Some(&meta(json!("2099-01-01")))).unwrap_err();
+        assert_eq!(e.code, UNSUPPORTED_PROTOCOL_VERSION);
+        assert_eq!(e.data.as_ref().unwrap()["requested"], "2099-01-01");
+        assert_eq!(
+            e.data.as_ref().unwrap()["supported"][0],
+            STATELESS_PROTOCOL_VERSION
+        );
+        for bad in [
+            json!({}),
+            json!({"_meta": {META_PROTOCOL_VERSION: STATELESS_PROTOCOL_VERSION}}),
+            json!({"_meta": {META_PROTOCOL_VERSION: STATELESS_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES: null}}),
+            json!({"_meta": {META_PROTOCOL_VERSION: 7, META_CLIENT_CAPABILITIES: {}}}),
+            json!({"_meta": {META_PROTOCOL_VERSION: STATELESS_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES: {}, META_LOG_LEVEL: "loud"}}),
+        ] {
+            assert_eq!(
+                era("server/discover", Some(&bad)).unwrap_err().code,
+                code::INVALID_PARAMS,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            era("server/discover", None).unwrap_err().code,
+            code::INVALID_PARAMS
+        );
+        let with_level = json!({"_meta": {META_PROTOCOL_VERSION: STATELESS_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES: {}, META_LOG_LEVEL: "debug"}});
+        assert_eq!(era("tools/list", Some(&with_level)), Ok(Era::Stateless));
+    }
+
+    #[test]
+    fn stateless_results_carry_result_type_cache_hints_and_server_info() {
+        let d = discover();
+        assert_eq!(d["resultType"], "complete");
+        assert_eq!(d["supportedVersions"][0], STATELESS_PROTOCOL_VERSION);
+        assert_eq!(d["cacheScope"], "public");
+        assert!(d["ttlMs"].is_u64());
+        assert_eq!(d["_meta"][META_SERVER_INFO]["name"], "bitsperity-mqtt-mcp");
+        assert!(d["capabilities"].get("logging").is_none());
+
+        let r = stateless_result(json!({"contents": [], "_meta": {"x": 1}}), Some(CACHE_LIVE));
+        assert_eq!(r["ttlMs"], 0);
+        assert_eq!(r["cacheScope"], "private");
+        assert_eq!(r["_meta"]["x"], 1);
+        assert!(r["_meta"][META_SERVER_INFO].is_object());
+        assert!(r.get("ttlMs").is_some());
+        assert!(stateless_result(json!({}), None).get("ttlMs").is_none());
+
+        for raw in [
+            r#"{"content":[],"isError":true}"#,
+            "{}",
+            "{ }",
+            r#"{"content":[],"_meta":{"x":1}}"#,
+        ] {
+            let v: Value = serde_json::from_str(&stateless_result_raw(raw)).expect(raw);
+            let original: Value = serde_json::from_str(raw).unwrap();
+            assert_eq!(v["resultType"], "complete", "{raw}");
+            assert!(v["_meta"][META_SERVER_INFO].is_object(), "{raw}");
+            for (k, val) in original.as_object().unwrap() {
+                if k != "_meta" {
+                    assert_eq!(&v[k], val, "{raw}");
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,11 @@
 //! bounded by a semaphore, so a slow tool call never blocks `ping`. Lifecycle
 //! messages (`initialize`) are handled inline so that a request sent right
 //! after `initialize` already sees the initialized state.
+//!
+//! Two protocol eras share one connection: a request whose `_meta` names
+//! 2026-07-28 is served statelessly (no `initialize` needed, results carry
+//! `resultType`), everything else by the handshake rules (see
+//! [`lifecycle::era`]).
 
 mod lifecycle;
 pub mod logging;
@@ -14,6 +19,7 @@ pub mod resources;
 use crate::app::App;
 use crate::jsonrpc::{self, code, Id, Incoming, Line, LineReader, RpcError};
 use crate::tools::{self, ToolContext};
+use lifecycle::Era;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use lifecycle::{LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+pub use lifecycle::{
+    LATEST_PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS,
+};
 
 /// State of one client connection (one process for stdio).
 struct Conn {
@@ -131,7 +139,18 @@ where
             Incoming::Response => {}
             Incoming::Notification { method, params } => conn.notification(&method, params),
             Incoming::Request { id, method, params } => {
-                if let Some(answer) = conn.inline(&id, &method, params.as_ref()) {
+                let era = match lifecycle::era(&method, params.as_ref()) {
+                    Ok(era) => era,
+                    Err(e) => {
+                        conn.send(jsonrpc::error_response(Some(&id), &e)).await;
+                        continue;
+                    }
+                };
+                let answer = match era {
+                    Era::Handshake => conn.inline(&id, &method, params.as_ref()),
+                    Era::Stateless => conn.inline_stateless(&id, &method, params.as_ref()),
+                };
+                if let Some(answer) = answer {
                     conn.send(answer).await;
                     continue;
                 }
@@ -155,7 +174,7 @@ where
                 tasks.spawn(async move {
                     let answer = tokio::select! {
                         _ = token.cancelled() => None,
-                        a = c.request(&id, &method, params, token.clone()) => Some(a),
+                        a = c.request(&id, &method, params, token.clone(), era) => Some(a),
                     };
                     c.inflight
                         .lock()
@@ -223,10 +242,14 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 }
 
 impl Conn {
+    /// The level log events must reach to be forwarded: nothing passes
+    /// before `initialize`, so a 2026-07-28 client (which never sends it)
+    /// gets no `notifications/message` it did not ask for.
     fn clone_level_handle(self: &Arc<Self>) -> Arc<dyn Fn() -> u8 + Send + Sync> {
         let weak = Arc::downgrade(self);
         Arc::new(move || {
             weak.upgrade()
+                .filter(|c| c.initialized.load(Ordering::SeqCst))
                 .map(|c| c.log_level.load(Ordering::Relaxed))
                 .unwrap_or(u8::MAX)
         })
@@ -311,6 +334,34 @@ impl Conn {
         }
     }
 
+    /// 2026-07-28 requests answered on the reader task. There is no
+    /// handshake and no connection state: `ping`, `logging/setLevel` and
+    /// `resources/(un)subscribe` are gone from this revision.
+    fn inline_stateless(&self, id: &Id, method: &str, params: Option<&Value>) -> Option<String> {
+        use lifecycle::{stateless_result, CACHE_STATIC};
+        let answer = |r: Result<Value, RpcError>| match r {
+            Ok(v) => self.ok(id, v),
+            Err(e) => jsonrpc::error_response(Some(id), &e),
+        };
+        Some(match method {
+            "server/discover" => self.ok(id, lifecycle::discover()),
+            "tools/list" => answer(
+                lifecycle::tools_list(params, self.app.config.list_page_size, |name| self.app.tool_listed(name))
+                    .map(|r| stateless_result(r, Some(CACHE_STATIC))),
+            ),
+            "resources/templates/list" => self.ok(id, stateless_result(resources::templates(), Some(CACHE_STATIC))),
+            "prompts/list" => self.ok(id, stateless_result(resources::prompts(), Some(CACHE_STATIC))),
+            "prompts/get" => answer(resources::get_prompt(params).map(|r| stateless_result(r, None))),
+            "tools/call" | "resources/list" | "resources/read" | "completion/complete" => return None,
+            "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => self.err(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                format!("Method not found: {method} is not part of MCP {STATELESS_PROTOCOL_VERSION} (the log level goes in _meta, resource updates come through subscriptions/listen)"),
+            ),
+            _ => self.err(Some(id), code::METHOD_NOT_FOUND, format!("Method not found: {method}")),
+        })
+    }
+
     /// Requests that may take time: tools, resources, completion.
     async fn request(
         &self,
@@ -318,13 +369,17 @@ impl Conn {
         method: &str,
         params: Option<Value>,
         cancel: CancellationToken,
+        era: Era,
     ) -> String {
+        if era == Era::Stateless {
+            return self.request_stateless(id, method, params, cancel).await;
+        }
         let answer = |r: Result<Value, RpcError>| match r {
             Ok(v) => self.ok(id, v),
             Err(e) => jsonrpc::error_response(Some(id), &e),
         };
         match method {
-            "tools/call" => self.tools_call(id, params, cancel).await,
+            "tools/call" => self.tools_call(id, params, cancel, era).await,
             "resources/list" => answer(resources::list(&self.app, params.as_ref()).await),
             "resources/read" => answer(resources::read(&self.app, params.as_ref()).await),
             "completion/complete" => answer(resources::complete(&self.app, params.as_ref()).await),
@@ -373,11 +428,53 @@ impl Conn {
         }
     }
 
+    /// The 2026-07-28 side of [`Conn::request`]: the same work, results
+    /// completed with `resultType` and cache hints, and an unknown resource
+    /// is -32602 (Invalid params) instead of the handshake era's -32002.
+    async fn request_stateless(
+        &self,
+        id: &Id,
+        method: &str,
+        params: Option<Value>,
+        cancel: CancellationToken,
+    ) -> String {
+        use lifecycle::{stateless_result, CACHE_LIVE};
+        let answer = |r: Result<Value, RpcError>, cache| match r {
+            Ok(v) => self.ok(id, stateless_result(v, cache)),
+            Err(mut e) => {
+                if e.code == resources::RESOURCE_NOT_FOUND {
+                    e.code = code::INVALID_PARAMS;
+                }
+                jsonrpc::error_response(Some(id), &e)
+            }
+        };
+        match method {
+            "tools/call" => self.tools_call(id, params, cancel, Era::Stateless).await,
+            "resources/list" => answer(
+                resources::list(&self.app, params.as_ref()).await,
+                Some(CACHE_LIVE),
+            ),
+            "resources/read" => answer(
+                resources::read(&self.app, params.as_ref()).await,
+                Some(CACHE_LIVE),
+            ),
+            "completion/complete" => {
+                answer(resources::complete(&self.app, params.as_ref()).await, None)
+            }
+            other => self.err(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                format!("Method not found: {other}"),
+            ),
+        }
+    }
+
     async fn tools_call(
         &self,
         id: &Id,
         params: Option<Value>,
         cancel: CancellationToken,
+        era: Era,
     ) -> String {
         let mut params =
             match params {
@@ -431,6 +528,9 @@ impl Conn {
             Ok(r) => r,
             Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))).to_string(),
         };
-        jsonrpc::response_raw(id, &result)
+        match era {
+            Era::Handshake => jsonrpc::response_raw(id, &result),
+            Era::Stateless => jsonrpc::response_raw(id, &lifecycle::stateless_result_raw(&result)),
+        }
     }
 }
