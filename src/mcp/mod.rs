@@ -49,6 +49,9 @@ struct Conn {
     inflight: Mutex<HashMap<Id, CancellationToken>>,
     /// Live resource subscriptions by URI (dropped on unsubscribe or shutdown).
     watches: Mutex<HashMap<String, resources::Watch>>,
+    /// Open 2026-07-28 `subscriptions/listen` streams by request id, with
+    /// their watches (dropped when the listen is cancelled or at shutdown).
+    listens: Mutex<HashMap<Id, Vec<resources::Watch>>>,
     /// Cancelled at shutdown: stops every request.
     stop: CancellationToken,
 }
@@ -89,6 +92,7 @@ where
         log_level: AtomicU8::new(logging::DEFAULT_LEVEL),
         inflight: Mutex::new(HashMap::new()),
         watches: Mutex::new(HashMap::new()),
+        listens: Mutex::new(HashMap::new()),
         stop: CancellationToken::new(),
     });
     let log_task = logging::forward(
@@ -190,7 +194,11 @@ where
             }
         }
     }
-    // Input ended: give in-flight calls a short grace, then cancel them.
+    // Input ended: the server tears its listen streams down (on stdio with
+    // `notifications/cancelled` naming the listen request), so they do not
+    // hold the grace period below.
+    conn.end_listens().await;
+    // Then give in-flight calls a short grace, and cancel them.
     let grace = app.config.shutdown_grace;
     let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     conn.stop.cancel();
@@ -215,7 +223,11 @@ async fn write_lines<W: AsyncWrite + Unpin>(
         buf.clear();
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        // Coalesce whatever is already queued into one write.
+        // Coalesce whatever is already queued into one write; after a large
+        // answer give the memory back instead of keeping it for good.
+        if buf.capacity() > 1 << 20 && buf.len() < 1 << 16 {
+            buf.shrink_to(1 << 16);
+        }
         while buf.len() < 1 << 20 {
             match rx.try_recv() {
                 Ok(l) => {
@@ -352,7 +364,8 @@ impl Conn {
             "resources/templates/list" => self.ok(id, stateless_result(resources::templates(), Some(CACHE_STATIC))),
             "prompts/list" => self.ok(id, stateless_result(resources::prompts(), Some(CACHE_STATIC))),
             "prompts/get" => answer(resources::get_prompt(params).map(|r| stateless_result(r, None))),
-            "tools/call" | "resources/list" | "resources/read" | "completion/complete" => return None,
+            "tools/call" | "resources/list" | "resources/read" | "completion/complete"
+            | "subscriptions/listen" => return None,
             "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => self.err(
                 Some(id),
                 code::METHOD_NOT_FOUND,
@@ -409,6 +422,7 @@ impl Conn {
                         &uri,
                         self.out.clone(),
                         self.app.config.resource_update_interval,
+                        resources::Emit::handshake(),
                     )
                     .await
                     .map(|w| {
@@ -461,11 +475,154 @@ impl Conn {
             "completion/complete" => {
                 answer(resources::complete(&self.app, params.as_ref()).await, None)
             }
+            "subscriptions/listen" => self.listen(id, params.as_ref(), cancel).await,
             other => self.err(
                 Some(id),
                 code::METHOD_NOT_FOUND,
                 format!("Method not found: {other}"),
             ),
+        }
+    }
+
+    /// `subscriptions/listen` (2026-07-28): opens the watches the filter asks
+    /// for, acknowledges what it honours, then stays open, sending tagged
+    /// notifications, until the client cancels it (no answer then) or the
+    /// server shuts down (see [`Conn::end_listens`]).
+    ///
+    /// Honoured: `resourceSubscriptions` (every URI must be a resource that
+    /// has live updates, else the listen fails with -32602 and opens
+    /// nothing) and `resourcesListChanged` (new topics on the default
+    /// session). Tools and prompts never change, so `toolsListChanged` and
+    /// `promptsListChanged` are left out of the acknowledgement.
+    async fn listen(&self, id: &Id, params: Option<&Value>, cancel: CancellationToken) -> String {
+        let Some(filter) = params
+            .and_then(|p| p.get("notifications"))
+            .and_then(Value::as_object)
+        else {
+            return self.err(Some(id), code::INVALID_PARAMS, "Invalid params: subscriptions/listen needs params.notifications, e.g. {\"resourceSubscriptions\": [\"mqtt://default/topic/a/b\"], \"resourcesListChanged\": true}");
+        };
+        let uris: Vec<String> = match filter.get("resourceSubscriptions") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                let mut u: Vec<String> = a.iter().filter_map(Value::as_str).map(str::to_string).collect();
+                u.dedup();
+                u
+            }
+            Some(_) => return self.err(Some(id), code::INVALID_PARAMS, "Invalid params: notifications.resourceSubscriptions must be an array of resource URIs"),
+        };
+        let list_changed = filter.get("resourcesListChanged") == Some(&Value::Bool(true));
+        let start = CancellationToken::new();
+        let emit = |updated, list_changed| resources::Emit {
+            updated,
+            list_changed,
+            subscription_id: Some(id.to_value()),
+            start: Some(start.clone()),
+        };
+        let interval = self.app.config.resource_update_interval;
+        let mut watches = Vec::new();
+        for uri in &uris {
+            match resources::subscribe(
+                &self.app,
+                uri,
+                self.out.clone(),
+                interval,
+                emit(true, false),
+            )
+            .await
+            {
+                Ok(w) => watches.push(w),
+                Err(mut e) => {
+                    if e.code == resources::RESOURCE_NOT_FOUND {
+                        e.code = code::INVALID_PARAMS;
+                    }
+                    e.message = format!(
+                        "{} (in notifications.resourceSubscriptions; nothing was subscribed)",
+                        e.message
+                    );
+                    return jsonrpc::error_response(Some(id), &e);
+                }
+            }
+        }
+        let topics = resources::Uri::Topics(crate::session::DEFAULT_SESSION.to_string()).render();
+        let list_changed = list_changed
+            && match resources::subscribe(
+                &self.app,
+                &topics,
+                self.out.clone(),
+                interval,
+                emit(false, true),
+            )
+            .await
+            {
+                Ok(w) => {
+                    watches.push(w);
+                    true
+                }
+                Err(_) => false,
+            };
+        let mut honoured = serde_json::Map::new();
+        if list_changed {
+            honoured.insert("resourcesListChanged".into(), Value::Bool(true));
+        }
+        if !uris.is_empty() {
+            honoured.insert("resourceSubscriptions".into(), json!(uris));
+        }
+        self.listens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), watches);
+        // Removes the watches however this future ends (cancelled = dropped).
+        struct Registered<'a>(&'a Conn, &'a Id);
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .listens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(self.1);
+            }
+        }
+        let _registered = Registered(self, id);
+        self.send(jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            json!({
+                "_meta": { lifecycle::META_SUBSCRIPTION_ID: id.to_value() },
+                "notifications": honoured
+            }),
+        ))
+        .await;
+        start.cancel();
+        cancel.cancelled().await;
+        // Not reached in practice: the task around us stops polling when
+        // `cancel` fires and sends nothing for a cancelled request.
+        String::new()
+    }
+
+    /// Ends every open listen stream: tells the client, then cancels the
+    /// request (which sends no answer) and drops its watches.
+    async fn end_listens(&self) {
+        let ids: Vec<Id> = self
+            .listens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.send(jsonrpc::notification(
+                "notifications/cancelled",
+                json!({ "requestId": id.to_value(), "reason": "the server is shutting down" }),
+            ))
+            .await;
+            let token = self
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .cloned();
+            if let Some(t) = token {
+                t.cancel();
+            }
         }
     }
 

@@ -289,12 +289,46 @@ impl Drop for Watch {
     }
 }
 
+/// Which notifications a [`Watch`] sends, and how they are tagged.
+#[derive(Debug, Clone, Default)]
+pub struct Emit {
+    /// Send `notifications/resources/updated` for the watched resource.
+    pub updated: bool,
+    /// Send `notifications/resources/list_changed` when a topic appears.
+    pub list_changed: bool,
+    /// 2026-07-28 `subscriptions/listen`: the listen request's id, put in
+    /// every notification's `_meta` as `io.modelcontextprotocol/subscriptionId`.
+    pub subscription_id: Option<Value>,
+    /// Nothing is sent before this is cancelled (so the listen's
+    /// acknowledgement goes first); messages arriving meanwhile still count.
+    pub start: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Emit {
+    /// What `resources/subscribe` of the handshake era sends.
+    pub fn handshake() -> Self {
+        Emit {
+            updated: true,
+            list_changed: true,
+            ..Default::default()
+        }
+    }
+
+    fn params(&self, mut params: Value) -> Value {
+        if let Some(id) = &self.subscription_id {
+            params["_meta"] = json!({ "io.modelcontextprotocol/subscriptionId": id });
+        }
+        params
+    }
+}
+
 /// `resources/subscribe`: topic resources (and the topics list) follow the broker.
 pub async fn subscribe(
     app: &Arc<App>,
     uri: &str,
     out: mpsc::Sender<String>,
     interval: Duration,
+    emit: Emit,
 ) -> Result<Watch, RpcError> {
     let u = Uri::parse(uri).ok_or_else(|| not_found(uri, "unknown resource"))?;
     let s = session_of(app, uri, &u).await?;
@@ -330,6 +364,9 @@ pub async fn subscribe(
     let conn = s.link.clone();
     drop(s);
     let task = tokio::spawn(async move {
+        if let Some(start) = &emit.start {
+            start.cancelled().await;
+        }
         let mut last_sent: Option<tokio::time::Instant> = None;
         let mut pending = false;
         let mut known = conn.topic_count();
@@ -346,27 +383,21 @@ pub async fn subscribe(
             if pending && last_sent.is_none_or(|t| now >= t + interval) {
                 pending = false;
                 last_sent = Some(now);
-                let _ = out.try_send(crate::jsonrpc::notification(
-                    "notifications/resources/updated",
-                    json!({ "uri": uri }),
-                ));
-                if is_topics {
+                if emit.updated {
+                    let _ = out.try_send(crate::jsonrpc::notification(
+                        "notifications/resources/updated",
+                        emit.params(json!({ "uri": uri })),
+                    ));
+                }
+                if emit.list_changed && (is_topics || uri != topics_uri) {
+                    // New topics change the list (for a topic resource: its
+                    // topic appearing for the first time).
                     let n = conn.topic_count();
                     if n != known {
                         known = n;
                         let _ = out.try_send(crate::jsonrpc::notification(
                             "notifications/resources/list_changed",
-                            json!({}),
-                        ));
-                    }
-                } else if uri != topics_uri {
-                    // A topic resource that appears for the first time changes the list too.
-                    let n = conn.topic_count();
-                    if n != known {
-                        known = n;
-                        let _ = out.try_send(crate::jsonrpc::notification(
-                            "notifications/resources/list_changed",
-                            json!({}),
+                            emit.params(json!({})),
                         ));
                     }
                 }
