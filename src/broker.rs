@@ -63,10 +63,13 @@ impl Default for BrokerConfig {
             // Above the server's default publish limit, so a too-large publish
             // is refused by us with a message, not by a dropped connection.
             max_payload: 16 * 1024 * 1024 + 64 * 1024,
-            // rumqttd counts only topic and payload bytes against a segment, but
-            // stores ~300 bytes per message: small segments keep a burst of tiny
-            // messages from costing tens of MB.
-            segment_size: 256 * 1024,
+            // rumqttd counts only topic and payload bytes against a segment but
+            // stores ~300 bytes per message, and it silently skips segments a
+            // slow subscriber has not read yet. 1 MiB x 4 holds a burst of
+            // 100,000 tiny messages without loss (~60 MB at the peak of such a
+            // burst, a few MB otherwise); smaller segments save memory by losing
+            // messages nobody can count.
+            segment_size: 1024 * 1024,
             segment_count: 4,
         }
     }

@@ -467,15 +467,15 @@ impl Loop {
     async fn poll(&mut self) -> Result<Ev, ConnectError> {
         match self {
             Loop::V4(el) => {
-                let addr = format!(
-                    "{}:{}",
-                    el.mqtt_options.broker_address().0,
-                    el.mqtt_options.broker_address().1
-                );
-                let ev = el
-                    .poll()
-                    .await
-                    .map_err(|e| explain_tls(&addr, map_v4_err(&addr, e)))?;
+                // The address is formatted only on error: poll runs per packet.
+                let ev = match el.poll().await {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        let (host, port) = el.mqtt_options.broker_address();
+                        let addr = format!("{host}:{port}");
+                        return Err(explain_tls(&addr, map_v4_err(&addr, e)));
+                    }
+                };
                 use rumqttc::{Event, Incoming as I, Outgoing as O};
                 Ok(match ev {
                     Event::Incoming(I::ConnAck(c)) => Ev::ConnAck {
@@ -525,15 +525,14 @@ impl Loop {
                 })
             }
             Loop::V5(el) => {
-                let addr = format!(
-                    "{}:{}",
-                    el.options.broker_address().0,
-                    el.options.broker_address().1
-                );
-                let ev = el
-                    .poll()
-                    .await
-                    .map_err(|e| explain_tls(&addr, map_v5_err(&addr, e)))?;
+                let ev = match el.poll().await {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        let (host, port) = el.options.broker_address();
+                        let addr = format!("{host}:{port}");
+                        return Err(explain_tls(&addr, map_v5_err(&addr, e)));
+                    }
+                };
                 use r5::mqttbytes::v5::Packet as P;
                 use r5::Event;
                 use rumqttc::Outgoing as O;

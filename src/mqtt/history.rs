@@ -55,13 +55,17 @@ impl History {
         if size > self.limits.max_bytes {
             return;
         }
-        if !self.topics.contains_key(&m.topic) {
-            while self.order.len() >= self.limits.max_topics {
-                self.evict_oldest_topic();
+        // Look up before inserting: the topic string is copied only for a new topic.
+        let ring = match self.topics.get_mut(&m.topic) {
+            Some(ring) => ring,
+            None => {
+                while self.order.len() >= self.limits.max_topics {
+                    self.evict_oldest_topic();
+                }
+                self.order.push_back(m.topic.clone());
+                self.topics.entry(m.topic.clone()).or_default()
             }
-            self.order.push_back(m.topic.clone());
-        }
-        let ring = self.topics.entry(m.topic.clone()).or_default();
+        };
         ring.push_back(m.clone());
         self.bytes += size;
         if ring.len() > self.limits.per_topic {
