@@ -8,8 +8,9 @@ tests/interop/requirements.txt:
 It starts the server with the SDK's own stdio transport (`stdio_client`) and a
 `ClientSession`, then checks, in order:
 
-1. `server/discover` (the newer-client probe) is refused at once with -32601,
-   so a client falls back to `initialize` without waiting;
+1. `server/discover` at 2026-07-28 (the newer-client probe) is answered at
+   once with a DiscoverResult naming 2026-07-28 and 2025-11-25 (the server
+   serves both eras); the session then takes the handshake path;
 2. `initialize` negotiates 2025-11-25 and the server announces tools;
 3. `tools/list` serves exactly the tools of schema/, each inputSchema and
    outputSchema a valid JSON Schema draft 2020-12 (and the input schemas are
@@ -93,13 +94,16 @@ async def run(binary: str, schema_dir: Path, status_file: Path) -> None:
 
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
-            # 1. The 2026 probe is refused quickly; then the handshake.
+            # 1. The 2026 probe is answered quickly (raw, without adopting
+            #    the modern era); then the handshake.
             t0 = time.monotonic()
-            try:
-                await session.discover()
-                raise CheckFailed("server/discover was answered with a result")
-            except MCPError as e:
-                check(e.code == -32601, f"server/discover refused with -32601 (got {e.code})")
+            found = await session.send_discover("2026-07-28")
+            versions = found.get("supportedVersions", [])
+            check(
+                "2026-07-28" in versions and "2025-11-25" in versions,
+                f"server/discover lists both eras (got {versions})",
+            )
+            check(found.get("resultType") == "complete", "server/discover result has resultType")
             check(time.monotonic() - t0 < 2.0, "server/discover answered within 2 s")
 
             # 2. initialize
