@@ -173,6 +173,13 @@ impl App {
         self.embedded.get().copied()
     }
 
+    /// Tells this runtime about an embedded broker started elsewhere (the HTTP
+    /// transport starts one per process and shares it between its sessions),
+    /// so sessions to it get the same care as with `DefaultBroker::Embedded`.
+    pub fn share_embedded(&self, broker: EmbeddedBroker) {
+        let _ = self.embedded.set(broker);
+    }
+
     /// Opens the default session in the background, retrying while it fails.
     pub fn start_default(self: &Arc<Self>, target: DefaultBroker) {
         if matches!(target, DefaultBroker::None) {

@@ -15,6 +15,9 @@
 //!   topic validation and matching.
 //! - [`broker`]: the embedded rumqttd broker.
 //! - [`config`]: server settings.
+//! - [`http`]: the Streamable HTTP transport: one core server per HTTP
+//!   session over an in-memory pipe, SSE for server messages, Origin and
+//!   bearer-token checks.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -22,6 +25,7 @@ pub mod app;
 pub mod audit;
 pub mod broker;
 pub mod config;
+pub mod http;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod mqtt;

@@ -1,6 +1,6 @@
 //! The `mqtt-mcp` binary: parses flags, sets up logging to stderr, and wires
-//! the MCP server to stdin/stdout (`serve`, the default) or runs the embedded
-//! broker alone (`broker`).
+//! the MCP server to stdin/stdout (`serve`, the default) or to Streamable
+//! HTTP (`serve --http ADDR`), or runs the embedded broker alone (`broker`).
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -18,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "mqtt-mcp",
     version,
-    about = "MCP server for MQTT brokers (stdio). Without a subcommand it serves."
+    about = "MCP server for MQTT brokers (stdio, or Streamable HTTP with --http). Without a subcommand it serves."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,8 +29,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve MCP over stdin/stdout (the default).
-    Serve(ServeArgs),
+    /// Serve MCP over stdin/stdout (the default), or over HTTP with --http.
+    Serve(Box<ServeArgs>),
     /// Run the embedded MQTT broker alone, for other clients.
     Broker(BrokerArgs),
 }
@@ -82,6 +82,12 @@ struct ServeArgs {
     /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG takes precedence.
     #[arg(long, env = "MQTT_MCP_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Serve MCP Streamable HTTP at http://ADDR/mcp instead of stdio (e.g. 127.0.0.1:8080; port 0 picks a free one). Each HTTP session gets its own broker sessions.
+    #[arg(long, env = "MQTT_MCP_HTTP", value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Bearer token every HTTP request must carry (Authorization: Bearer TOKEN); required when --http is not a loopback address, checked whenever set. Prefer the environment variable: flags show in process lists.
+    #[arg(long, env = "MQTT_MCP_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -120,7 +126,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Some(Command::Broker(b)) => runtime.block_on(run_broker(b)),
-        Some(Command::Serve(s)) => runtime.block_on(serve(s)),
+        Some(Command::Serve(s)) => runtime.block_on(serve(*s)),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
@@ -168,9 +174,9 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
             rules,
         )?);
     }
+    let audit_dest = s.audit_log.clone().or_else(|| profiles.audit_log.clone());
     let audit =
-        mqtt_mcp::audit::Audit::open(s.audit_log.as_deref().or(profiles.audit_log.as_deref()))
-            .context("opening the audit log")?;
+        mqtt_mcp::audit::Audit::open(audit_dest.as_deref()).context("opening the audit log")?;
     let target = match &s.broker {
         Some(url) => {
             let mut u = BrokerUrl::parse(url).context("--broker / MQTT_MCP_BROKER")?;
@@ -192,31 +198,105 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         }),
     };
+    if let Some(addr) = s.http {
+        drop(audit);
+        let http = HttpSetup {
+            addr,
+            token: s.http_token.clone().map(SecretString::new),
+            config,
+            vault,
+            profiles,
+            audit_dest,
+            target,
+        };
+        return serve_http(http).await;
+    }
     let app = App::build(config, vault, profiles, audit);
     app.start_default(target);
-    let shutdown = async {
-        #[cfg(unix)]
-        {
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    };
     let result = mqtt_mcp::mcp::run(
         tokio::io::stdin(),
         tokio::io::stdout(),
         app.clone(),
-        shutdown,
+        shutdown_signal(),
     )
     .await;
     let _ = tokio::time::timeout(Duration::from_millis(800), app.shutdown()).await;
     result.context("serving stdio")?;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// What `serve --http` needs to build the runtime of each HTTP session.
+struct HttpSetup {
+    addr: std::net::SocketAddr,
+    token: Option<SecretString>,
+    config: ServerConfig,
+    vault: std::sync::Arc<mqtt_mcp::secret::Vault>,
+    profiles: mqtt_mcp::profiles::Profiles,
+    audit_dest: Option<String>,
+    target: DefaultBroker,
+}
+
+/// Streamable HTTP: one embedded broker for the process, one `App` per HTTP
+/// session whose `default` session goes to it (or to --broker / the profile).
+async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
+    let cfg = mqtt_mcp::http::HttpConfig {
+        token: h.token,
+        max_body_bytes: h.config.max_line_bytes,
+        idle_ttl: h.config.sessions.ttl,
+        request_timeout: h.config.max_call_timeout + Duration::from_secs(10),
+        ..Default::default()
+    };
+    cfg.check_bind(h.addr)?;
+    let (target, embedded) = match h.target {
+        DefaultBroker::Embedded(bc) => {
+            let b = tokio::task::spawn_blocking(move || mqtt_mcp::broker::start(&bc)).await??;
+            let url = BrokerUrl {
+                tls: false,
+                host: b.v5.ip().to_string(),
+                port: b.v5.port(),
+                username: None,
+                password: None,
+                client_id: None,
+            };
+            (DefaultBroker::External(url), Some(b))
+        }
+        other => (other, None),
+    };
+    let listener = tokio::net::TcpListener::bind(h.addr)
+        .await
+        .with_context(|| format!("--http {}: cannot listen", h.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!("MCP Streamable HTTP listening on http://{local}/mcp");
+    let (config, vault, profiles, audit_dest) = (h.config, h.vault, h.profiles, h.audit_dest);
+    let new_app: mqtt_mcp::http::AppFactory = std::sync::Arc::new(move || {
+        let audit = mqtt_mcp::audit::Audit::open(audit_dest.as_deref()).unwrap_or_else(|e| {
+            tracing::warn!("audit log unavailable for an HTTP session: {e}");
+            mqtt_mcp::audit::Audit::off()
+        });
+        let app = App::build(config.clone(), vault.clone(), profiles.clone(), audit);
+        if let Some(b) = embedded {
+            app.share_embedded(b);
+        }
+        app.start_default(target.clone());
+        app
+    });
+    mqtt_mcp::http::serve(listener, cfg, new_app, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,0 +1,758 @@
+//! The Streamable HTTP transport (`serve --http`), end to end against the
+//! real binary with its embedded broker, through a minimal HTTP/1.1 client
+//! over `std::net::TcpStream`: session lifecycle, the bearer token, Origin
+//! checks, the body cap, SSE notifications, isolation between sessions,
+//! idle expiry, SIGTERM, and golden transcripts replayed over HTTP.
+
+mod common;
+
+use common::{normalize, Server};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// A minimal HTTP/1.1 client.
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+fn write_request(
+    s: &mut TcpStream,
+    port: u16,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let mut head =
+        format!("{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut has_length = false;
+    for (k, v) in headers {
+        has_length |= k.eq_ignore_ascii_case("content-length");
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_length && (method == "POST" || !body.is_empty()) {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    s.flush().unwrap();
+}
+
+/// Status line and headers.
+fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    (status, headers)
+}
+
+/// One chunk of a chunked body; None at its end.
+fn read_chunk(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+    let mut data = vec![0; size + 2];
+    r.read_exact(&mut data).ok()?;
+    data.truncate(size);
+    (size > 0).then_some(data)
+}
+
+fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write_request(&mut s, port, method, headers, body);
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        while let Some(c) = read_chunk(&mut r) {
+            body.extend(c);
+        }
+    } else {
+        let _ = r.read_to_end(&mut body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A client of one MCP session.
+struct Client {
+    port: u16,
+    session: Option<String>,
+    extra: Vec<(String, String)>,
+    next_id: i64,
+}
+
+impl Client {
+    fn new(port: u16) -> Client {
+        Client {
+            port,
+            session: None,
+            extra: Vec::new(),
+            next_id: 100,
+        }
+    }
+
+    fn post_raw(&self, body: &[u8]) -> Resp {
+        let mut h: Vec<(&str, &str)> = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(s) = &self.session {
+            h.push(("Mcp-Session-Id", s));
+            h.push(("MCP-Protocol-Version", "2025-11-25"));
+        }
+        for (k, v) in &self.extra {
+            h.push((k, v));
+        }
+        http(self.port, "POST", &h, body)
+    }
+
+    fn post(&self, v: &Value) -> Resp {
+        self.post_raw(v.to_string().as_bytes())
+    }
+
+    /// initialize + notifications/initialized; keeps the session id.
+    fn initialize(&mut self) -> Value {
+        let r = self.post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "http-test", "version": "0"}}}));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let id = r
+            .header("mcp-session-id")
+            .expect("Mcp-Session-Id on the initialize answer");
+        assert!(
+            id.len() >= 32 && id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "{id}"
+        );
+        self.session = Some(id.to_string());
+        let v = r.json();
+        let n = self.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        assert_eq!(n.status, 202);
+        assert!(n.body.is_empty());
+        v
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let r = self.post(
+            &json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "{method}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let v = r.json();
+        assert_eq!(v["id"], json!(self.next_id));
+        v
+    }
+
+    fn call_ok(&mut self, name: &str, args: Value) -> Value {
+        let r = self.request("tools/call", json!({"name": name, "arguments": args}));
+        assert_eq!(r["result"]["isError"], json!(false), "{name}: {r}");
+        r["result"]["structuredContent"].clone()
+    }
+
+    fn delete(&self) -> Resp {
+        let s = self.session.as_deref().unwrap();
+        http(self.port, "DELETE", &[("Mcp-Session-Id", s)], b"")
+    }
+
+    /// Opens the SSE stream; its `data:` payloads arrive on the channel.
+    fn sse(&self) -> mpsc::Receiver<Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let sid = self.session.as_deref().unwrap();
+        write_request(
+            &mut s,
+            self.port,
+            "GET",
+            &[("Accept", "text/event-stream"), ("Mcp-Session-Id", sid)],
+            b"",
+        );
+        let mut r = BufReader::new(s);
+        let (status, headers) = read_head(&mut r);
+        assert_eq!(status, 200);
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                && v.starts_with("text/event-stream")));
+        // The server's first event (a comment) proves the stream is registered.
+        let first = read_chunk(&mut r).expect("a first SSE event");
+        assert!(
+            first.starts_with(b":"),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            while let Some(c) = read_chunk(&mut r) {
+                text.push_str(&String::from_utf8_lossy(&c));
+                while let Some(i) = text.find("\n\n") {
+                    let event: String = text.drain(..i + 2).collect();
+                    for l in event.lines() {
+                        if let Some(d) = l.strip_prefix("data:") {
+                            let v: Value = serde_json::from_str(d.trim()).unwrap();
+                            if tx.send(v).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// `serve --http 127.0.0.1:0` with the embedded broker; returns it and the HTTP port.
+fn start(extra: &[&str]) -> (Server, u16) {
+    let mut args = vec!["--http", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = Server::embedded(&args);
+    let marker = "MCP Streamable HTTP listening on http://127.0.0.1:";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let err = server.stderr();
+        if let Some(i) = err.find(marker) {
+            let port: String = err[i + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            return (server, port.parse().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no HTTP listen line; stderr:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn session_lifecycle_over_http() {
+    let (_server, port) = start(&[]);
+    let mut c = Client::new(port);
+    let init = c.initialize();
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+
+    let tools = c.request("tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"publish_message") && names.contains(&"subscribe_and_collect"));
+
+    // subscribe_and_collect runs while publish_message is sent on another connection.
+    let port2 = port;
+    let sid = c.session.clone();
+    let collector = std::thread::spawn(move || {
+        let mut c2 = Client::new(port2);
+        c2.session = sid;
+        c2.call_ok(
+            "subscribe_and_collect",
+            json!({"filter": "http/life/#", "duration_ms": 8000, "stop_after_first": true}),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let published = c.call_ok(
+        "publish_message",
+        json!({"topic": "http/life/a", "payload": "hello over http", "qos": 1}),
+    );
+    assert_eq!(published["status"], "acknowledged");
+    let collected = collector.join().unwrap();
+    assert!(
+        collected.to_string().contains("hello over http"),
+        "{collected}"
+    );
+
+    // Errors of the transport itself.
+    let no_session = http(
+        port,
+        "POST",
+        &[("Content-Type", "application/json")],
+        br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    );
+    assert_eq!(no_session.status, 400);
+    let r = http(
+        port,
+        "POST",
+        &[
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", c.session.as_deref().unwrap()),
+            ("MCP-Protocol-Version", "1999-01-01"),
+        ],
+        br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let parse = c.post_raw(b"{not json");
+    assert_eq!(parse.status, 400);
+    assert_eq!(parse.json()["error"]["code"], -32700);
+    let form = http(
+        port,
+        "POST",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Mcp-Session-Id", c.session.as_deref().unwrap()),
+        ],
+        b"a=b",
+    );
+    assert_eq!(form.status, 415);
+    let response = c.post(&json!({"jsonrpc": "2.0", "id": 7, "result": {}}));
+    assert_eq!(response.status, 202);
+
+    // DELETE ends the session; its id is unknown afterwards.
+    assert_eq!(c.delete().status, 204);
+    let after = c.post(&json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}));
+    assert_eq!(after.status, 404);
+    assert_eq!(c.delete().status, 404);
+    let sse_after = http(
+        port,
+        "GET",
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", c.session.as_deref().unwrap()),
+        ],
+        b"",
+    );
+    assert_eq!(sse_after.status, 404);
+}
+
+#[test]
+fn bearer_token_is_required_when_set() {
+    let (_server, port) = start(&["--http-token", "s3cret-token-for-tests"]);
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let mut c = Client::new(port);
+    let missing = c.post(&init);
+    assert_eq!(missing.status, 401);
+    assert!(missing
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
+    c.extra = vec![(
+        "Authorization".into(),
+        "Bearer s3cret-token-for-tesTs".into(),
+    )];
+    assert_eq!(c.post(&init).status, 401);
+    c.extra = vec![(
+        "Authorization".into(),
+        "Bearer s3cret-token-for-tests-and-more".into(),
+    )];
+    assert_eq!(c.post(&init).status, 401);
+    c.extra = vec![("Authorization".into(), "Basic czNjcmV0".into())];
+    assert_eq!(c.post(&init).status, 401);
+    let get = http(port, "GET", &[("Accept", "text/event-stream")], b"");
+    assert_eq!(get.status, 401);
+    let delete = http(port, "DELETE", &[("Mcp-Session-Id", "x")], b"");
+    assert_eq!(delete.status, 401);
+
+    c.extra = vec![(
+        "Authorization".into(),
+        "Bearer s3cret-token-for-tests".into(),
+    )];
+    c.initialize();
+    let pong = c.request("ping", json!({}));
+    assert_eq!(pong["result"], json!({}));
+}
+
+#[test]
+fn foreign_origins_are_rejected() {
+    let (_server, port) = start(&[]);
+    let mut c = Client::new(port);
+    for bad in [
+        "http://evil.example",
+        "http://localhost.evil.example:80",
+        "null",
+    ] {
+        c.extra = vec![("Origin".into(), bad.into())];
+        let r = c.post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}));
+        assert_eq!(r.status, 403, "{bad}");
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Origin"));
+    }
+    c.extra = vec![("Origin".into(), "http://localhost:5173".into())];
+    c.initialize();
+    c.extra = vec![("Origin".into(), "http://127.0.0.1:9".into())];
+    assert_eq!(c.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn oversized_bodies_get_413() {
+    let (_server, port) = start(&["--max-line-bytes", "65536"]);
+    let mut c = Client::new(port);
+    c.initialize();
+    // The length alone decides: the body is never read.
+    let big = (5 * 1024 * 1024).to_string();
+    let r = http(
+        port,
+        "POST",
+        &[
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", c.session.as_deref().unwrap()),
+            ("Content-Length", &big),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("65536"));
+    // Just under the limit is fine.
+    let filler = "x".repeat(60_000);
+    let ok = c.request(
+        "tools/call",
+        json!({"name": "publish_message", "arguments": {"topic": "http/big", "payload": filler}}),
+    );
+    assert_eq!(ok["result"]["isError"], json!(false), "{ok}");
+}
+
+#[test]
+fn sse_stream_carries_notifications() {
+    let (_server, port) = start(&[]);
+    let mut c = Client::new(port);
+    c.initialize();
+    let events = c.sse();
+    let sub = c.request(
+        "resources/subscribe",
+        json!({"uri": "mqtt://default/topic/http/sse/t"}),
+    );
+    assert_eq!(sub["result"], json!({}), "{sub}");
+    c.call_ok(
+        "publish_message",
+        json!({"topic": "http/sse/t", "payload": "ping", "qos": 1}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = events
+            .recv_timeout(left)
+            .expect("notifications/resources/updated on the SSE stream");
+        assert!(
+            ev.get("id").is_none(),
+            "no responses on the GET stream: {ev}"
+        );
+        if ev["method"] == "notifications/resources/updated" {
+            assert_eq!(ev["params"]["uri"], "mqtt://default/topic/http/sse/t");
+            break;
+        }
+    }
+    // A second GET replaces the first stream.
+    let second = c.sse();
+    c.call_ok(
+        "publish_message",
+        json!({"topic": "http/sse/t", "payload": "again", "qos": 1}),
+    );
+    let ev = second
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the new stream gets it");
+    assert_eq!(ev["method"], "notifications/resources/updated");
+    assert_eq!(c.delete().status, 204);
+}
+
+#[test]
+fn sessions_are_isolated() {
+    let (server, port) = start(&[]);
+    let mut a = Client::new(port);
+    let mut b = Client::new(port);
+    a.initialize();
+    b.initialize();
+    assert_ne!(a.session, b.session);
+    let opened = a.call_ok(
+        "establish_connection",
+        json!({"host": "127.0.0.1", "port": server.v5_port, "client_id": "http-isolation-a"}),
+    );
+    let sid = opened["session_id"].as_str().unwrap().to_string();
+    let in_a = a.call_ok("list_active_connections", json!({}));
+    let in_b = b.call_ok("list_active_connections", json!({}));
+    assert!(in_a.to_string().contains(&sid));
+    assert!(!in_b.to_string().contains(&sid), "{in_b}");
+    // Each has its own default session.
+    assert!(in_b.to_string().contains("\"default\""), "{in_b}");
+    let closed = b.request(
+        "tools/call",
+        json!({"name": "close_connection", "arguments": {"session_id": sid}}),
+    );
+    assert_eq!(closed["result"]["isError"], json!(true), "{closed}");
+    // Ending A leaves B working.
+    assert_eq!(a.delete().status, 204);
+    assert_eq!(b.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn idle_sessions_expire() {
+    let (_server, port) = start(&["--session-ttl", "1"]);
+    let mut c = Client::new(port);
+    c.initialize();
+    assert_eq!(c.request("ping", json!({}))["result"], json!({}));
+    // No request and no stream for well over the TTL (the reaper looks every 250 ms).
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = c.post(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn sigterm_stops_the_server_with_a_stream_open() {
+    let (mut server, port) = start(&[]);
+    let mut c = Client::new(port);
+    c.initialize();
+    let events = c.sse();
+    let started = Instant::now();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM; stderr:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}; stderr:\n{}", server.stderr());
+    eprintln!("exited {:?} after SIGTERM", started.elapsed());
+    // The stream ended with the server.
+    assert!(matches!(
+        events.recv_timeout(Duration::from_secs(2)),
+        Err(mpsc::RecvTimeoutError::Disconnected)
+    ));
+}
+
+// ---------------------------------------------------------------------------
+// Golden transcripts over HTTP (the format is described in tests/transcripts.rs).
+
+/// Walks expected and actual together: captures, then compares with
+/// normalization (the same rules as `tests/common/transcript.rs`).
+fn compare(
+    expected: &Value,
+    raw: &Value,
+    norm: &Value,
+    path: &str,
+    vars: &mut HashMap<String, String>,
+    errors: &mut Vec<String>,
+) {
+    if let Some(name) = expected
+        .as_str()
+        .and_then(|s| s.strip_prefix("{{capture:"))
+        .and_then(|r| r.strip_suffix("}}"))
+    {
+        let v = match raw {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        vars.insert(name.to_string(), v);
+        return;
+    }
+    match (expected, norm) {
+        (Value::Object(e), Value::Object(n)) => {
+            let mut keys: Vec<&String> = e.keys().chain(n.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                match (e.get(k), n.get(k), raw.get(k)) {
+                    (Some(ev), Some(nv), Some(rv)) => {
+                        compare(ev, rv, nv, &format!("{path}/{k}"), vars, errors)
+                    }
+                    (Some(_), None, _) => errors.push(format!("{path}/{k}: missing in the answer")),
+                    _ => errors.push(format!("{path}/{k}: not expected, got {}", n[k])),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(n)) if e.len() == n.len() => {
+            for (i, (ev, nv)) in e.iter().zip(n).enumerate() {
+                compare(ev, &raw[i], nv, &format!("{path}/{i}"), vars, errors);
+            }
+        }
+        (e, n) if e == n => {}
+        (e, n) => errors.push(format!("{path}: expected {e}, got {n}")),
+    }
+}
+
+/// Replays one transcript in a new HTTP session. A request whose answer the
+/// transcript expects right after it is sent and answered in turn; one whose
+/// answer comes later (it waits for a later message) runs on its own thread.
+fn replay(path: &Path, server: &Server, port: u16) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("v4_port".into(), server.v4_port.to_string());
+    vars.insert("v5_port".into(), server.v5_port.to_string());
+    vars.insert("blackhole_port".into(), common::blackhole().to_string());
+    vars.insert("closed_port".into(), common::free_port().to_string());
+    let answers: Arc<Mutex<HashMap<String, Value>>> = Default::default();
+    let mut client = Client::new(port);
+    let mut errors = Vec::new();
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    for (n, line) in lines.iter().enumerate() {
+        let mut sent = line.to_string();
+        for (k, v) in &vars {
+            sent = sent.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        let v: Value = serde_json::from_str(&sent).unwrap();
+        if v.get("method").is_some() {
+            let Some(id) = v.get("id") else {
+                let r = client.post_raw(sent.as_bytes());
+                assert_eq!(
+                    r.status,
+                    202,
+                    "{name}:{}: {}",
+                    n + 1,
+                    String::from_utf8_lossy(&r.body)
+                );
+                continue;
+            };
+            let key = id.to_string();
+            let answered_next = lines.get(n + 1).is_some_and(|next| {
+                serde_json::from_str::<Value>(next)
+                    .is_ok_and(|nv| nv.get("method").is_none() && nv.get("id") == Some(id))
+            });
+            let initialize = v["method"] == "initialize" && client.session.is_none();
+            let post = {
+                let port = client.port;
+                let session = client.session.clone();
+                let answers = answers.clone();
+                let body = sent.clone();
+                move || {
+                    let mut c = Client::new(port);
+                    c.session = session;
+                    let r = c.post_raw(body.as_bytes());
+                    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                    let sid = r.header("mcp-session-id").map(str::to_string);
+                    answers.lock().unwrap().insert(key, r.json());
+                    sid
+                }
+            };
+            if answered_next || initialize {
+                let sid = post();
+                if initialize {
+                    client.session = Some(sid.expect("session header"));
+                }
+            } else {
+                std::thread::spawn(post);
+                // Let it reach the server before the next message.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        } else if v.get("result").is_some() || v.get("error").is_some() {
+            let key = v["id"].to_string();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let actual = loop {
+                if let Some(a) = answers.lock().unwrap().remove(&key) {
+                    break a;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}:{}: no answer for id {key}",
+                    n + 1
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let norm = normalize(&actual);
+            let mut errs = Vec::new();
+            compare(&v, &actual, &norm, "", &mut vars, &mut errs);
+            errors.extend(errs.into_iter().map(|e| format!("{name}:{}: {e}", n + 1)));
+        } else {
+            panic!(
+                "{name}:{}: line kind not replayable over HTTP: {line}",
+                n + 1
+            );
+        }
+    }
+    let r = client.delete();
+    if r.status != 204 {
+        errors.push(format!("{name}: DELETE gave {}", r.status));
+    }
+    errors
+}
+
+/// Transcripts that start with `initialize` and have no raw lines (a request
+/// before `initialize` has no session over HTTP: 400 by design).
+#[test]
+fn golden_transcripts_over_http() {
+    let (server, port) = start(&[]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
+    let mut errors = Vec::new();
+    for name in [
+        "handshake_2025_11_25.jsonl",
+        "handshake_2024_11_05.jsonl",
+        "tools_list.jsonl",
+        "session_lifecycle.jsonl",
+        "tool_background_subscriptions.jsonl",
+        "tool_subscribe_and_collect.jsonl",
+        "tool_request_response.jsonl",
+        "tool_retained.jsonl",
+        "tool_schema_and_history.jsonl",
+        "tool_diagnostics.jsonl",
+    ] {
+        errors.extend(replay(&dir.join(name), &server, port));
+    }
+    assert!(
+        errors.is_empty(),
+        "{} differences:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}
