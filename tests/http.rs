@@ -538,6 +538,41 @@ fn sessions_are_isolated() {
 }
 
 #[test]
+fn non_loopback_bind_without_token_is_refused() {
+    // Refused before anything is bound or started.
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--http", "0.0.0.0:0", "--no-embedded"])
+        .env_remove("MQTT_MCP_HTTP_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--http-token"), "{err}");
+}
+
+#[test]
+fn cancelled_request_ends_its_post() {
+    let (_server, port) = start(&[]);
+    let mut c = Client::new(port);
+    c.initialize();
+    let session = c.session.clone();
+    let started = Instant::now();
+    let waiting = std::thread::spawn(move || {
+        let mut c2 = Client::new(port);
+        c2.session = session;
+        c2.post(&json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call", "params": {"name": "subscribe_and_collect", "arguments": {"filter": "http/cancel/#", "duration_ms": 20000}}}))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let cancel = c.post(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "long", "reason": "test"}}));
+    assert_eq!(cancel.status, 202);
+    let r = waiting.join().unwrap();
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The session goes on.
+    assert_eq!(c.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
 fn idle_sessions_expire() {
     let (_server, port) = start(&["--session-ttl", "1"]);
     let mut c = Client::new(port);
