@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub max_publish_bytes: usize,
     /// At most one `notifications/resources/updated` per resource per interval.
     pub resource_update_interval: Duration,
+    /// Forward the process's log events as `notifications/message`. True for
+    /// stdio (one client per process); false for HTTP sessions, which must not
+    /// see each other's events.
+    pub forward_logs: bool,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +42,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_millis(500),
             max_publish_bytes: 16 * 1024 * 1024,
             resource_update_interval: Duration::from_secs(1),
+            forward_logs: true,
         }
     }
 }

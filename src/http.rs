@@ -532,9 +532,9 @@ fn check_request(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         }
     }
     if let Some(v) = headers.get(VERSION_HEADER) {
-        let known = v
-            .to_str()
-            .is_ok_and(|v| crate::mcp::SUPPORTED_PROTOCOL_VERSIONS.contains(&v.trim()));
+        let known = v.to_str().is_ok_and(|v| {
+            crate::mcp::SUPPORTED_PROTOCOL_VERSIONS.contains(&v.trim()) || v.trim() == "2026-07-28"
+        });
         if !known {
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,

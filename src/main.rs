@@ -290,7 +290,12 @@ async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
             tracing::warn!("audit log unavailable for an HTTP session: {e}");
             mqtt_mcp::audit::Audit::off()
         });
-        let app = App::build(config.clone(), vault.clone(), profiles.clone(), audit);
+        // Log events are process-wide: HTTP sessions must not see each other's.
+        let config = mqtt_mcp::config::ServerConfig {
+            forward_logs: false,
+            ..config.clone()
+        };
+        let app = App::build(config, vault.clone(), profiles.clone(), audit);
         if let Some(b) = embedded {
             app.share_embedded(b);
         }

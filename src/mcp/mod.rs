@@ -95,11 +95,15 @@ where
         listens: Mutex::new(HashMap::new()),
         stop: CancellationToken::new(),
     });
-    let log_task = logging::forward(
-        conn.out.clone(),
-        conn.clone_level_handle(),
-        conn.stop.clone(),
-    );
+    let log_task = if app.config.forward_logs {
+        logging::forward(
+            conn.out.clone(),
+            conn.clone_level_handle(),
+            conn.stop.clone(),
+        )
+    } else {
+        None
+    };
     let permits = Arc::new(Semaphore::new(app.config.max_concurrent_requests.max(1)));
     let mut lines = LineReader::new(
         BufReader::with_capacity(64 * 1024, reader),
