@@ -13,7 +13,11 @@
 //! - `POST`: one JSON-RPC message. A request gets its answer as
 //!   `application/json`; notifications and responses get `202 Accepted`.
 //!   `initialize` without `Mcp-Session-Id` creates a session and returns the
-//!   header; everything else needs it (missing → 400, unknown → 404).
+//!   header; every other handshake-era message needs it (missing → 400,
+//!   unknown → 404). A 2026-07-28 request (`MCP-Protocol-Version: 2026-07-28`
+//!   or `_meta` naming it) needs no session: one shared stateless core serves
+//!   them, with ids made unique on the way in, and its errors get 400 (bad
+//!   request) or 404 (unknown method); header and `_meta` must agree (-32020).
 //! - `GET`: an SSE stream of the session's server messages (one at a time; a
 //!   new GET replaces the previous stream).
 //! - `DELETE`: ends the session (its broker sessions are closed).
@@ -124,6 +128,12 @@ struct Shared {
     new_app: AppFactory,
     /// Open sessions by id.
     sessions: Mutex<HashMap<String, Arc<McpSession>>>,
+    /// The core that serves 2026-07-28 requests without `Mcp-Session-Id`
+    /// (started on first use; never reaped). Its clients share its broker
+    /// sessions; request ids are made unique on the way in.
+    stateless: Mutex<Option<Arc<McpSession>>>,
+    /// Numbers the ids of stateless requests.
+    stateless_ids: AtomicU64,
     /// Cancelled at shutdown: ends every SSE stream.
     stop: CancellationToken,
 }
@@ -165,6 +175,8 @@ pub async fn serve(
         cfg,
         new_app,
         sessions: Mutex::new(HashMap::new()),
+        stateless: Mutex::new(None),
+        stateless_ids: AtomicU64::new(0),
         stop: CancellationToken::new(),
     });
     let reaper = tokio::spawn(reap_idle(shared.clone()));
@@ -188,13 +200,20 @@ pub async fn serve(
     };
     shared.stop.cancel();
     reaper.abort();
-    let all: Vec<Arc<McpSession>> = shared
+    let mut all: Vec<Arc<McpSession>> = shared
         .sessions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain()
         .map(|(_, s)| s)
         .collect();
+    all.extend(
+        shared
+            .stateless
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(),
+    );
     let mut ends = tokio::task::JoinSet::new();
     for s in all {
         ends.spawn(end_session(s));
@@ -692,7 +711,16 @@ async fn handle_post(
                 Err(_) => gone(),
             }
         }
-        Incoming::Request { id, method, .. } => {
+        Incoming::Request { id, method, params } => {
+            if headers.get(SESSION_HEADER).is_none() {
+                match stateless_route(&headers, &method, params.as_ref()) {
+                    Some(Ok(())) => return stateless_request(&shared, id, &line).await,
+                    Some(Err((status, e))) => {
+                        return json_body(status, jsonrpc::error_response(Some(&id), &e))
+                    }
+                    None => {}
+                }
+            }
             let new_session = method == "initialize" && headers.get(SESSION_HEADER).is_none();
             let session = if new_session {
                 match open_session(&shared) {
@@ -729,6 +757,100 @@ async fn handle_post(
             r
         }
     }
+}
+
+/// Whether a request without `Mcp-Session-Id` is a 2026-07-28 one, served
+/// statelessly: `Some(Ok)` when its header or `_meta` names 2026-07-28,
+/// `Some(Err)` when they disagree, lack the `_meta` version, or ask for a
+/// method 2026-07-28 removed before a session could exist (`initialize`);
+/// `None` for the handshake era (which needs a session).
+fn stateless_route(
+    headers: &HeaderMap,
+    method: &str,
+    params: Option<&Value>,
+) -> Option<Result<(), (StatusCode, RpcError)>> {
+    use crate::mcp::{META_PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION};
+    let header = headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let meta = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION));
+    let header_2026 = header == Some(STATELESS_PROTOCOL_VERSION);
+    if !header_2026 && meta.is_none() {
+        return None;
+    }
+    if header_2026 && method == "initialize" {
+        return Some(Err((
+            StatusCode::NOT_FOUND,
+            RpcError::new(
+                code::METHOD_NOT_FOUND,
+                format!("Method not found: initialize does not exist in MCP {STATELESS_PROTOCOL_VERSION}; send server/discover, or initialize without MCP-Protocol-Version for the handshake era"),
+            ),
+        )));
+    }
+    if method == "initialize" {
+        return None;
+    }
+    match (header, meta) {
+        (Some(h), Some(Value::String(m))) if h != m => Some(Err((
+            StatusCode::BAD_REQUEST,
+            RpcError::new(
+                HEADER_MISMATCH,
+                format!("Header mismatch: MCP-Protocol-Version is {h:?} but params._meta.{META_PROTOCOL_VERSION} is {m:?}"),
+            ),
+        ))),
+        (_, None) => Some(Err((
+            StatusCode::BAD_REQUEST,
+            RpcError::new(
+                code::INVALID_PARAMS,
+                format!("Invalid params: {method} needs params._meta.\"{META_PROTOCOL_VERSION}\": \"{STATELESS_PROTOCOL_VERSION}\" (MCP-Protocol-Version {STATELESS_PROTOCOL_VERSION} requests are stateless)"),
+            ),
+        ))),
+        _ => Some(Ok(())),
+    }
+}
+
+/// JSON-RPC code of a request whose `MCP-Protocol-Version` header and
+/// `_meta` version differ (2026-07-28).
+const HEADER_MISMATCH: i64 = -32020;
+
+/// Serves one 2026-07-28 request on the shared stateless core: its id is
+/// replaced by a unique one on the way in and restored on the way out, and
+/// an error answer gets the HTTP status 2026-07-28 gives it (400 for a bad
+/// request, 404 for an unknown method).
+async fn stateless_request(shared: &Shared, id: Id, line: &str) -> Response {
+    let session = {
+        let mut slot = shared.stateless.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| McpSession::start((shared.new_app)(), "stateless".into()))
+            .clone()
+    };
+    let n = shared.stateless_ids.fetch_add(1, Ordering::Relaxed);
+    let inner = Id::String(format!("mqtt-mcp-stateless-{n}"));
+    let Ok(mut value) = serde_json::from_str::<Value>(line) else {
+        return rpc_error(StatusCode::BAD_REQUEST, code::PARSE_ERROR, "Parse error");
+    };
+    value["id"] = Value::String(format!("mqtt-mcp-stateless-{n}"));
+    let answer = match request(shared, &session, inner, &value.to_string()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Ok(mut answer) = serde_json::from_str::<Value>(&answer) else {
+        return json_body(StatusCode::OK, answer);
+    };
+    answer["id"] = id.to_value();
+    let status = match answer["error"]["code"].as_i64() {
+        Some(code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            code::INVALID_REQUEST
+            | code::INVALID_PARAMS
+            | HEADER_MISMATCH
+            | crate::mcp::UNSUPPORTED_PROTOCOL_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    json_body(status, answer.to_string())
 }
 
 /// Removes a session and ends it in the background.

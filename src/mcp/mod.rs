@@ -30,7 +30,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use lifecycle::{
-    LATEST_PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS,
+    LATEST_PROTOCOL_VERSION, META_PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION,
 };
 
 /// State of one client connection (one process for stdio).
