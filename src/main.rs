@@ -33,6 +33,20 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run the embedded MQTT broker alone, for other clients.
     Broker(BrokerArgs),
+    /// Do nothing until SIGTERM or SIGINT: keeps a container up for `docker exec -i ... serve`.
+    Idle,
+    /// Exit 0 if the broker answers an MQTT CONNECT with a CONNACK (or, for mqtts://, accepts TCP); for HEALTHCHECK.
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// Broker to check (mqtt://host[:port] or mqtts://); without it there is nothing to check and the answer is healthy.
+    #[arg(long, env = "MQTT_MCP_BROKER")]
+    broker: Option<String>,
+    /// Deadline for connecting and for the CONNACK, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    timeout_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,6 +141,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Broker(b)) => runtime.block_on(run_broker(b)),
         Some(Command::Serve(s)) => runtime.block_on(serve(*s)),
+        Some(Command::Idle) => {
+            runtime.block_on(shutdown_signal());
+            Ok(())
+        }
+        Some(Command::Health(h)) => runtime.block_on(health(h)),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
@@ -144,6 +163,68 @@ async fn run_broker(b: BrokerArgs) -> anyhow::Result<()> {
         addrs.v4, addrs.v5
     );
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// `mqtt-mcp health`: one MQTT 3.1.1 CONNECT, and a CONNACK of any return
+/// code counts as up (the broker answered; credentials are not the question).
+async fn health(h: HealthArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Some(url) = h.broker else {
+        println!("healthy: no broker configured (MQTT_MCP_BROKER), nothing to check");
+        return Ok(());
+    };
+    let u = BrokerUrl::parse(&url).context("--broker / MQTT_MCP_BROKER")?;
+    let deadline = Duration::from_millis(h.timeout_ms.max(1));
+    let addr = format!("{}:{}", u.host, u.port);
+    let mut stream = tokio::time::timeout(
+        deadline,
+        tokio::net::TcpStream::connect((u.host.as_str(), u.port)),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!("unhealthy: {addr} did not accept a connection within {deadline:?}")
+    })?
+    .with_context(|| format!("unhealthy: cannot connect to {addr}"))?;
+    if u.tls {
+        println!("healthy: {addr} accepts TCP (mqtts://, TLS not checked)");
+        return Ok(());
+    }
+    // CONNECT: protocol "MQTT" level 4, clean session, keep-alive 5 s, client id "mqtt-mcp-health".
+    let id = b"mqtt-mcp-health";
+    let mut packet = vec![
+        0x10,
+        (12 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+        0,
+        5,
+    ];
+    packet.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    packet.extend_from_slice(id);
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(deadline, async {
+        stream.write_all(&packet).await?;
+        stream.read_exact(&mut connack).await?;
+        stream.write_all(&[0xE0, 0]).await // DISCONNECT
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("unhealthy: no CONNACK from {addr} within {deadline:?}"))?
+    .with_context(|| format!("unhealthy: {addr} closed the connection before a CONNACK"))?;
+    anyhow::ensure!(
+        connack[0] == 0x20 && connack[1] == 2,
+        "unhealthy: {addr} does not speak MQTT (answered {connack:02x?})"
+    );
+    println!(
+        "healthy: {addr} answered CONNACK (return code {})",
+        connack[3]
+    );
     Ok(())
 }
 
