@@ -5,6 +5,7 @@
 pub mod brokers;
 pub mod custom_mosquitto;
 pub mod interop;
+pub mod sshd;
 pub mod transcript;
 
 use serde_json::{json, Value};
