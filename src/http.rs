@@ -148,6 +148,9 @@ struct McpSession {
     pending: Mutex<HashMap<Id, oneshot::Sender<String>>>,
     /// The current SSE stream, if a client listens.
     listener: Mutex<Option<mpsc::Sender<String>>>,
+    /// Open `subscriptions/listen` streams (2026-07-28) by the core-side
+    /// request id: their answer and tagged notifications go to that POST.
+    listens: Mutex<HashMap<String, mpsc::Sender<String>>>,
     /// Server messages nobody could take (no stream, or its buffer full).
     dropped: AtomicU64,
     /// Last request or stream activity, for the idle reaper.
@@ -292,6 +295,7 @@ impl McpSession {
             input: tokio::sync::Mutex::new(client_write),
             pending: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
+            listens: Mutex::new(HashMap::new()),
             dropped: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
             active: AtomicUsize::new(0),
@@ -379,6 +383,8 @@ async fn route_output(session: std::sync::Weak<McpSession>, output: ReadHalf<Dup
         id: Option<Value>,
         #[serde(default)]
         method: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        params: Option<Value>,
     }
     let mut reader = BufReader::with_capacity(64 * 1024, output);
     let mut buf = Vec::with_capacity(8192);
@@ -396,6 +402,32 @@ async fn route_output(session: std::sync::Weak<McpSession>, output: ReadHalf<Dup
             continue;
         };
         let peek: Option<Peek> = serde_json::from_str(&line).ok();
+        // A listen stream's answer, tagged notifications, and its cancellation go to its POST.
+        let listen_key = peek.as_ref().and_then(|p| {
+            let params = p.params.as_ref();
+            let tagged = params
+                .and_then(|q| q.get("_meta"))
+                .and_then(|m| m.get(crate::mcp::META_SUBSCRIPTION_ID))
+                .or_else(|| params.and_then(|q| q.get("requestId")))
+                .or(if p.method.is_none() {
+                    p.id.as_ref()
+                } else {
+                    None
+                });
+            tagged.and_then(Value::as_str).map(str::to_string)
+        });
+        if let Some(key) = listen_key {
+            let tx = s
+                .listens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned();
+            if let Some(tx) = tx {
+                let _ = tx.try_send(line);
+                continue;
+            }
+        }
         let answer_id = match &peek {
             Some(p) if p.method.is_none() => p.id.as_ref().and_then(id_of),
             _ => None,
@@ -550,23 +582,37 @@ fn check_request(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             return Err(r);
         }
     }
-    if let Some(v) = headers.get(VERSION_HEADER) {
-        let known = v.to_str().is_ok_and(|v| {
-            crate::mcp::SUPPORTED_PROTOCOL_VERSIONS.contains(&v.trim()) || v.trim() == "2026-07-28"
-        });
-        if !known {
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                code::INVALID_REQUEST,
-                format!(
-                    "Bad Request: unsupported MCP-Protocol-Version {:?}; this server speaks {}",
-                    String::from_utf8_lossy(v.as_bytes()),
-                    crate::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-                ),
-            ));
-        }
-    }
     Ok(())
+}
+
+/// Rejects an unknown `MCP-Protocol-Version` header with 400 and the
+/// 2026-07-28 error (-32022, data: supported and requested), carrying the
+/// request's id when the body had one.
+fn check_version(headers: &HeaderMap, id: Option<&Id>) -> Result<(), Response> {
+    let Some(v) = headers.get(VERSION_HEADER) else {
+        return Ok(());
+    };
+    let requested = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
+    let known = crate::mcp::SUPPORTED_PROTOCOL_VERSIONS.contains(&requested.as_str())
+        || requested == crate::mcp::STATELESS_PROTOCOL_VERSION;
+    if known {
+        return Ok(());
+    }
+    let mut supported = vec![crate::mcp::STATELESS_PROTOCOL_VERSION.to_string()];
+    supported.extend(
+        crate::mcp::SUPPORTED_PROTOCOL_VERSIONS
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let error = RpcError {
+        code: crate::mcp::UNSUPPORTED_PROTOCOL_VERSION,
+        message: format!("Unsupported protocol version {requested:?} (MCP-Protocol-Version); this server speaks {}", supported.join(", ")),
+        data: Some(serde_json::json!({ "supported": supported, "requested": requested })),
+    };
+    Err(json_body(
+        StatusCode::BAD_REQUEST,
+        jsonrpc::error_response(id, &error),
+    ))
 }
 
 /// Whether an `Accept` header (absent = anything) allows `mime`.
@@ -671,6 +717,9 @@ async fn handle_post(
     };
     // Compact JSON has no raw newline: the line framing of the core holds.
     let line = value.to_string();
+    if let Err(r) = check_version(&headers, value.get("id").and_then(id_of).as_ref()) {
+        return r;
+    }
     match jsonrpc::classify_value(value) {
         Incoming::Invalid { id: None, error } => json_body(
             StatusCode::BAD_REQUEST,
@@ -832,6 +881,16 @@ async fn stateless_request(shared: &Shared, id: Id, line: &str) -> Response {
         return rpc_error(StatusCode::BAD_REQUEST, code::PARSE_ERROR, "Parse error");
     };
     value["id"] = Value::String(format!("mqtt-mcp-stateless-{n}"));
+    if value["method"] == "subscriptions/listen" {
+        return listen_stream(
+            shared,
+            session,
+            id,
+            format!("mqtt-mcp-stateless-{n}"),
+            value.to_string(),
+        )
+        .await;
+    }
     let answer = match request(shared, &session, inner, &value.to_string()).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -851,6 +910,124 @@ async fn stateless_request(shared: &Shared, id: Id, line: &str) -> Response {
         _ => StatusCode::OK,
     };
     json_body(status, answer.to_string())
+}
+
+/// A 2026-07-28 `subscriptions/listen` over HTTP: the POST's answer is an SSE
+/// stream carrying the acknowledgement, the tagged notifications (ids mapped
+/// back to the client's) and, if the listen fails, its error. When the client
+/// goes away the core is told to cancel the listen.
+async fn listen_stream(
+    shared: &Shared,
+    session: Arc<McpSession>,
+    client_id: Id,
+    inner: String,
+    line: String,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<String>(shared.cfg.sse_buffer.max(1));
+    session
+        .listens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(inner.clone(), tx);
+    if session.send_line(&line).await.is_err() {
+        session
+            .listens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&inner);
+        return gone();
+    }
+    /// Cancels the listen in the core when the response stream is dropped.
+    struct Ending {
+        session: Arc<McpSession>,
+        inner: String,
+    }
+    impl Drop for Ending {
+        fn drop(&mut self) {
+            self.session
+                .listens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.inner);
+            let s = self.session.clone();
+            let cancel = jsonrpc::notification(
+                "notifications/cancelled",
+                serde_json::json!({ "requestId": self.inner, "reason": "the HTTP stream closed" }),
+            );
+            tokio::spawn(async move {
+                let _ = s.send_line(&cancel).await;
+            });
+        }
+    }
+    let ending = Ending {
+        session: session.clone(),
+        inner: inner.clone(),
+    };
+    let mut rx = rx;
+    // The first message decides the shape: a failed listen is a plain JSON
+    // error (400); an acknowledgement opens the stream.
+    let first = match tokio::time::timeout(shared.cfg.request_timeout, rx.recv()).await {
+        Ok(Some(l)) => l,
+        _ => return gone(),
+    };
+    if let Ok(mut v) = serde_json::from_str::<Value>(&first) {
+        if v.get("method").is_none() {
+            v["id"] = client_id.to_value();
+            drop(ending);
+            return json_body(StatusCode::BAD_REQUEST, v.to_string());
+        }
+    }
+    let (requeue, rx2) = mpsc::channel::<String>(shared.cfg.sse_buffer.max(1) + 1);
+    let _ = requeue.try_send(first);
+    tokio::spawn(async move {
+        while let Some(l) = rx.recv().await {
+            if requeue.send(l).await.is_err() {
+                break;
+            }
+        }
+    });
+    let rx = rx2;
+    let stops = (session.stop.clone(), shared.stop.clone());
+    let client = client_id.to_value();
+    let events = futures_util::stream::unfold(
+        (rx, stops, ending, false),
+        move |(mut rx, stops, ending, done)| {
+            let client = client.clone();
+            let inner = ending.inner.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let line = tokio::select! {
+                    _ = stops.0.cancelled() => None,
+                    _ = stops.1.cancelled() => None,
+                    l = rx.recv() => l,
+                }?;
+                let mut v: Value = serde_json::from_str(&line).ok()?;
+                let last = v.get("method").is_none() || v["method"] == "notifications/cancelled";
+                if v.get("method").is_none() {
+                    v["id"] = client.clone();
+                }
+                if let Some(m) = v
+                    .get_mut("params")
+                    .and_then(|p| p.get_mut("_meta"))
+                    .and_then(|m| m.get_mut(crate::mcp::META_SUBSCRIPTION_ID))
+                {
+                    *m = client.clone();
+                }
+                if v["params"]["requestId"] == Value::String(inner) {
+                    v["params"]["requestId"] = client.clone();
+                }
+                Some((
+                    Ok::<_, Infallible>(Event::default().data(v.to_string())),
+                    (rx, stops, ending, last),
+                ))
+            }
+        },
+    );
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 /// Removes a session and ends it in the background.
@@ -946,6 +1123,9 @@ async fn handle_get(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
     if let Err(r) = check_request(&shared, &headers) {
         return r;
     }
+    if let Err(r) = check_version(&headers, None) {
+        return r;
+    }
     if !accepts(&headers, "text/event-stream") {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
@@ -980,6 +1160,9 @@ async fn handle_get(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
 
 async fn handle_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(r) = check_request(&shared, &headers) {
+        return r;
+    }
+    if let Err(r) = check_version(&headers, None) {
         return r;
     }
     let s = match find_session(&shared, &headers) {

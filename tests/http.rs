@@ -791,3 +791,87 @@ fn golden_transcripts_over_http() {
         errors.join("\n")
     );
 }
+
+/// A 2026-07-28 `subscriptions/listen` over HTTP needs no session: its POST
+/// answers with an SSE stream that starts with the acknowledgement and carries
+/// the notifications tagged with the client's listen id; a failed listen is a
+/// plain JSON error (400).
+#[test]
+fn stateless_listen_streams_over_http() {
+    let (_server, port) = start(&[]);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+    ];
+    let listen = json!({"jsonrpc":"2.0","id":"L1","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["mqtt://default/topic/http/listen"]},"_meta": meta}});
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write_request(
+        &mut s,
+        port,
+        "POST",
+        &headers,
+        listen.to_string().as_bytes(),
+    );
+    let mut r = BufReader::new(s);
+    let (status, head) = read_head(&mut r);
+    assert_eq!(status, 200);
+    assert!(
+        head.iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                && v.starts_with("text/event-stream"))
+    );
+    let (tx, rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        while let Some(c) = read_chunk(&mut r) {
+            text.push_str(&String::from_utf8_lossy(&c));
+            while let Some(i) = text.find("\n\n") {
+                let event: String = text.drain(..i + 2).collect();
+                for l in event.lines() {
+                    if let Some(d) = l.strip_prefix("data:") {
+                        if tx.send(serde_json::from_str(d.trim()).unwrap()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let ack = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("acknowledgement");
+    assert_eq!(
+        ack["method"],
+        json!("notifications/subscriptions/acknowledged"),
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        json!("L1")
+    );
+    let publish = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"publish_message","arguments":{"topic":"http/listen","payload":"hi"},"_meta": meta}});
+    let resp = http(port, "POST", &headers, publish.to_string().as_bytes());
+    assert_eq!(resp.status, 200);
+    let updated = rx.recv_timeout(Duration::from_secs(20)).expect("an update");
+    assert_eq!(
+        updated["method"],
+        json!("notifications/resources/updated"),
+        "{updated}"
+    );
+    assert_eq!(
+        updated["params"]["uri"],
+        json!("mqtt://default/topic/http/listen")
+    );
+    assert_eq!(
+        updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        json!("L1")
+    );
+    let bad = json!({"jsonrpc":"2.0","id":"L2","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["mqtt://nope/topic/x"]},"_meta": meta}});
+    let resp = http(port, "POST", &headers, bad.to_string().as_bytes());
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.json()["id"], json!("L2"));
+    assert_eq!(resp.json()["error"]["code"], json!(-32602));
+}
