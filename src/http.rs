@@ -763,7 +763,15 @@ async fn handle_post(
         Incoming::Request { id, method, params } => {
             if headers.get(SESSION_HEADER).is_none() {
                 match stateless_route(&headers, &method, params.as_ref()) {
-                    Some(Ok(())) => return stateless_request(&shared, id, &line).await,
+                    Some(Ok(())) => {
+                        if let Err(e) = routing_headers(&headers, &method, params.as_ref()) {
+                            return json_body(
+                                StatusCode::BAD_REQUEST,
+                                jsonrpc::error_response(Some(&id), &e),
+                            );
+                        }
+                        return stateless_request(&shared, id, &line).await;
+                    }
                     Some(Err((status, e))) => {
                         return json_body(status, jsonrpc::error_response(Some(&id), &e))
                     }
@@ -864,6 +872,61 @@ fn stateless_route(
 /// JSON-RPC code of a request whose `MCP-Protocol-Version` header and
 /// `_meta` version differ (2026-07-28).
 const HEADER_MISMATCH: i64 = -32020;
+
+/// SEP-2243 (2026-07-28 over HTTP): `Mcp-Method` must name the body's method,
+/// and `Mcp-Name` the tool or prompt name (or resource URI) it acts on, so
+/// that proxies can route on headers; values are compared exactly after
+/// trimming whitespace.
+fn routing_headers(
+    headers: &HeaderMap,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), RpcError> {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+    };
+    let mismatch = |msg: String| RpcError {
+        code: HEADER_MISMATCH,
+        message: format!("Header mismatch: {msg}"),
+        data: None,
+    };
+    match value("mcp-method") {
+        None => {
+            return Err(mismatch(format!(
+                "the Mcp-Method header is required and must be {method:?}"
+            )))
+        }
+        Some(m) if m != method => {
+            return Err(mismatch(format!(
+                "Mcp-Method is {m:?} but the body's method is {method:?}"
+            )))
+        }
+        Some(_) => {}
+    }
+    let target = match method {
+        "tools/call" | "prompts/get" => params.and_then(|p| p.get("name")).and_then(Value::as_str),
+        "resources/read" => params.and_then(|p| p.get("uri")).and_then(Value::as_str),
+        _ => None,
+    };
+    if let Some(t) = target {
+        match value("mcp-name") {
+            None => {
+                return Err(mismatch(format!(
+                    "the Mcp-Name header is required and must be {t:?}"
+                )))
+            }
+            Some(n) if n != t => {
+                return Err(mismatch(format!(
+                    "Mcp-Name is {n:?} but the body names {t:?}"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
 
 /// Serves one 2026-07-28 request on the shared stateless core: its id is
 /// replaced by a unique one on the way in and restored on the way out, and

@@ -808,11 +808,17 @@ fn stateless_listen_streams_over_http() {
     let listen = json!({"jsonrpc":"2.0","id":"L1","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["mqtt://default/topic/http/listen"]},"_meta": meta}});
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let listen_headers = [
+        headers[0],
+        headers[1],
+        headers[2],
+        ("Mcp-Method", "subscriptions/listen"),
+    ];
     write_request(
         &mut s,
         port,
         "POST",
-        &headers,
+        &listen_headers,
         listen.to_string().as_bytes(),
     );
     let mut r = BufReader::new(s);
@@ -853,8 +859,26 @@ fn stateless_listen_streams_over_http() {
         json!("L1")
     );
     let publish = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"publish_message","arguments":{"topic":"http/listen","payload":"hi"},"_meta": meta}});
-    let resp = http(port, "POST", &headers, publish.to_string().as_bytes());
-    assert_eq!(resp.status, 200);
+    let call_headers = [
+        headers[0],
+        headers[1],
+        headers[2],
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "publish_message"),
+    ];
+    let resp = http(port, "POST", &call_headers, publish.to_string().as_bytes());
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    // SEP-2243: the routing headers must match the body.
+    let wrong = [
+        headers[0],
+        headers[1],
+        headers[2],
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "clear_retained"),
+    ];
+    let resp = http(port, "POST", &wrong, publish.to_string().as_bytes());
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.json()["error"]["code"], json!(-32020));
     let updated = rx.recv_timeout(Duration::from_secs(20)).expect("an update");
     assert_eq!(
         updated["method"],
@@ -870,7 +894,7 @@ fn stateless_listen_streams_over_http() {
         json!("L1")
     );
     let bad = json!({"jsonrpc":"2.0","id":"L2","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["mqtt://nope/topic/x"]},"_meta": meta}});
-    let resp = http(port, "POST", &headers, bad.to_string().as_bytes());
+    let resp = http(port, "POST", &listen_headers, bad.to_string().as_bytes());
     assert_eq!(resp.status, 400);
     assert_eq!(resp.json()["id"], json!("L2"));
     assert_eq!(resp.json()["error"]["code"], json!(-32602));
