@@ -335,6 +335,39 @@ fn container_serves_over_docker_exec_and_ssh() {
     );
     drop(server);
 
+    // 3b. The official MCP Python SDK client through the same `docker exec -i`
+    // (initialize, tools/list, publish then collect, isError, clean exit).
+    if let Some(python) = common::interop::python_sdk(TEST) {
+        let dir = TempDir::new();
+        let wrapper = dir.0.join("mqtt-mcp-via-exec");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\n{} \"$@\"\n",
+                engine.shell_line(&["exec", "-i", name.as_str(), "mqtt-mcp"])
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = run(
+            Command::new(&python)
+                .arg(root.join("tests/interop/python_client.py"))
+                .arg(&wrapper)
+                .arg(root.join("schema"))
+                .env("PYTHONDONTWRITEBYTECODE", "1"),
+            Duration::from_secs(180),
+        )
+        .expect("run python_client.py");
+        assert!(
+            out.success() && out.stdout.contains("python interop passed"),
+            "the MCP Python SDK client through docker exec failed: {}",
+            out.describe()
+        );
+        println!("python SDK client: ok through docker exec");
+    }
+
     // 4. The same through ssh, as an MCP client on another machine would.
     if let Some(sshd) = Sshd::start(TEST) {
         let probe = run(&mut sshd.command("echo ssh-ok"), Duration::from_secs(30)).unwrap();
