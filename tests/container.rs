@@ -391,6 +391,37 @@ fn container_serves_over_docker_exec_and_ssh() {
                 "session_lifecycle.jsonl: ok over ssh + docker exec in {:.1} s",
                 t2.elapsed().as_secs_f64()
             );
+            // The Python SDK client through the line a user puts in Claude Desktop.
+            drop(server);
+            if let Some(python) = common::interop::python_sdk(TEST) {
+                let dir = TempDir::new();
+                let wrapper = dir.0.join("mqtt-mcp-via-ssh");
+                let remote = engine.shell_line(&["exec", "-i", name.as_str(), "mqtt-mcp"]);
+                std::fs::write(
+                    &wrapper,
+                    format!("#!/bin/sh\n{} \"{remote} $*\"\n", sshd.shell_prefix()),
+                )
+                .unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+                let out = run(
+                    Command::new(&python)
+                        .arg(root.join("tests/interop/python_client.py"))
+                        .arg(&wrapper)
+                        .arg(root.join("schema"))
+                        .env("PYTHONDONTWRITEBYTECODE", "1"),
+                    Duration::from_secs(180),
+                )
+                .expect("run python_client.py");
+                assert!(
+                    out.success() && out.stdout.contains("python interop passed"),
+                    "the MCP Python SDK client over ssh + docker exec failed: {}\nsshd log:\n{}",
+                    out.describe(),
+                    sshd.log()
+                );
+                println!("python SDK client: ok over ssh + docker exec");
+            }
         } else {
             // sshd switches users only as root (CI runs as root).
             skip(

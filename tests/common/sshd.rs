@@ -169,6 +169,19 @@ impl Sshd {
         cmd
     }
 
+    /// The ssh client command (without the remote command) as shell words.
+    pub fn shell_prefix(&self) -> String {
+        let cmd = self.command("");
+        let prog = super::interop::shell_quote(&cmd.get_program().to_string_lossy());
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| !a.is_empty())
+            .map(|a| super::interop::shell_quote(&a))
+            .collect();
+        format!("{prog} {}", args.join(" "))
+    }
+
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
