@@ -15,6 +15,12 @@
 //!   topic validation and matching.
 //! - [`broker`]: the embedded rumqttd broker.
 //! - [`config`]: server settings.
+//! - [`payload`]: payloads in (text, JSON, base64, hex) and out (decoded safely).
+//! - [`subscriptions`]: background subscriptions with bounded buffers and cursors.
+//! - [`profiles`]: the TOML config file with broker profiles.
+//! - [`policy`]: read-only mode, topic allow/deny lists, caps, rate limits.
+//! - [`audit`]: the audit log of publishes, clears and refusals.
+//! - [`mcp::resources`]: live topics as MCP resources, prompts, completion.
 //! - [`http`]: the Streamable HTTP transport: one core server per HTTP
 //!   session over an in-memory pipe, SSE for server messages, Origin and
 //!   bearer-token checks.
