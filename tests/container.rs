@@ -220,6 +220,37 @@ fn client_ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Runs the official MCP Python SDK client (tests/interop/python_client.py)
+/// against a server started by the shell line `launch` (with the client's
+/// arguments appended), e.g. `docker exec -i NAME mqtt-mcp "$@"`.
+fn python_sdk_through(launch: &str, how: &str, log: impl Fn() -> String) {
+    let Some(python) = common::interop::python_sdk(TEST) else {
+        return;
+    };
+    let dir = TempDir::new();
+    let wrapper = dir.0.join("mqtt-mcp-wrapper");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{launch}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run(
+        Command::new(&python)
+            .arg(root.join("tests/interop/python_client.py"))
+            .arg(&wrapper)
+            .arg(root.join("schema"))
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        Duration::from_secs(180),
+    )
+    .expect("run python_client.py");
+    assert!(
+        out.success() && out.stdout.contains("python interop passed"),
+        "the MCP Python SDK client {how} failed: {}\n{}",
+        out.describe(),
+        log()
+    );
+    println!("python SDK client: ok {how}");
+}
+
 #[test]
 fn container_serves_over_docker_exec_and_ssh() {
     let started = Instant::now();
@@ -337,36 +368,12 @@ fn container_serves_over_docker_exec_and_ssh() {
 
     // 3b. The official MCP Python SDK client through the same `docker exec -i`
     // (initialize, tools/list, publish then collect, isError, clean exit).
-    if let Some(python) = common::interop::python_sdk(TEST) {
-        let dir = TempDir::new();
-        let wrapper = dir.0.join("mqtt-mcp-via-exec");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\n{} \"$@\"\n",
-                engine.shell_line(&["exec", "-i", name.as_str(), "mqtt-mcp"])
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = run(
-            Command::new(&python)
-                .arg(root.join("tests/interop/python_client.py"))
-                .arg(&wrapper)
-                .arg(root.join("schema"))
-                .env("PYTHONDONTWRITEBYTECODE", "1"),
-            Duration::from_secs(180),
-        )
-        .expect("run python_client.py");
-        assert!(
-            out.success() && out.stdout.contains("python interop passed"),
-            "the MCP Python SDK client through docker exec failed: {}",
-            out.describe()
-        );
-        println!("python SDK client: ok through docker exec");
-    }
+    let exec_line = engine.shell_line(&["exec", "-i", name.as_str(), "mqtt-mcp"]);
+    python_sdk_through(
+        &format!("{exec_line} \"$@\""),
+        "through docker exec",
+        String::new,
+    );
 
     // 4. The same through ssh, as an MCP client on another machine would.
     if let Some(sshd) = Sshd::start(TEST) {
@@ -393,35 +400,8 @@ fn container_serves_over_docker_exec_and_ssh() {
             );
             // The Python SDK client through the line a user puts in Claude Desktop.
             drop(server);
-            if let Some(python) = common::interop::python_sdk(TEST) {
-                let dir = TempDir::new();
-                let wrapper = dir.0.join("mqtt-mcp-via-ssh");
-                let remote = engine.shell_line(&["exec", "-i", name.as_str(), "mqtt-mcp"]);
-                std::fs::write(
-                    &wrapper,
-                    format!("#!/bin/sh\n{} \"{remote} $*\"\n", sshd.shell_prefix()),
-                )
-                .unwrap();
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-                let out = run(
-                    Command::new(&python)
-                        .arg(root.join("tests/interop/python_client.py"))
-                        .arg(&wrapper)
-                        .arg(root.join("schema"))
-                        .env("PYTHONDONTWRITEBYTECODE", "1"),
-                    Duration::from_secs(180),
-                )
-                .expect("run python_client.py");
-                assert!(
-                    out.success() && out.stdout.contains("python interop passed"),
-                    "the MCP Python SDK client over ssh + docker exec failed: {}\nsshd log:\n{}",
-                    out.describe(),
-                    sshd.log()
-                );
-                println!("python SDK client: ok over ssh + docker exec");
-            }
+            let line = format!("{} \"{exec_line} $*\"", sshd.shell_prefix());
+            python_sdk_through(&line, "over ssh + docker exec", || sshd.log());
         } else {
             // sshd switches users only as root (CI runs as root).
             skip(
