@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::transcript::compare;
 use common::{normalize, Server};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -619,53 +620,6 @@ fn sigterm_stops_the_server_with_a_stream_open() {
 
 // ---------------------------------------------------------------------------
 // Golden transcripts over HTTP (the format is described in tests/transcripts.rs).
-
-/// Walks expected and actual together: captures, then compares with
-/// normalization (the same rules as `tests/common/transcript.rs`).
-fn compare(
-    expected: &Value,
-    raw: &Value,
-    norm: &Value,
-    path: &str,
-    vars: &mut HashMap<String, String>,
-    errors: &mut Vec<String>,
-) {
-    if let Some(name) = expected
-        .as_str()
-        .and_then(|s| s.strip_prefix("{{capture:"))
-        .and_then(|r| r.strip_suffix("}}"))
-    {
-        let v = match raw {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        vars.insert(name.to_string(), v);
-        return;
-    }
-    match (expected, norm) {
-        (Value::Object(e), Value::Object(n)) => {
-            let mut keys: Vec<&String> = e.keys().chain(n.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                match (e.get(k), n.get(k), raw.get(k)) {
-                    (Some(ev), Some(nv), Some(rv)) => {
-                        compare(ev, rv, nv, &format!("{path}/{k}"), vars, errors)
-                    }
-                    (Some(_), None, _) => errors.push(format!("{path}/{k}: missing in the answer")),
-                    _ => errors.push(format!("{path}/{k}: not expected, got {}", n[k])),
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(n)) if e.len() == n.len() => {
-            for (i, (ev, nv)) in e.iter().zip(n).enumerate() {
-                compare(ev, &raw[i], nv, &format!("{path}/{i}"), vars, errors);
-            }
-        }
-        (e, n) if e == n => {}
-        (e, n) => errors.push(format!("{path}: expected {e}, got {n}")),
-    }
-}
 
 /// Replays one transcript in a new HTTP session. A request whose answer the
 /// transcript expects right after it is sent and answered in turn; one whose

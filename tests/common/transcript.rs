@@ -28,7 +28,7 @@ fn short(v: &Value) -> String {
 }
 
 /// Walks expected and actual together: captures, then compares with normalization.
-fn compare(
+pub fn compare(
     expected: &Value,
     raw: &Value,
     norm: &Value,
