@@ -40,19 +40,27 @@ fn golden_transcripts() {
         })
         .collect();
     assert!(!files.is_empty(), "no transcripts found");
-    let handles: Vec<_> = files
-        .into_iter()
-        .map(|f| {
-            std::thread::spawn(move || {
+    // A few at a time: each runs a server with its own broker, and timing
+    // windows (retained replay, settle periods) must not starve on 2 cores.
+    const PARALLEL: usize = 6;
+    let queue = std::sync::Mutex::new(files);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL {
+            scope.spawn(|| loop {
+                let Some(f) = queue.lock().unwrap().pop() else {
+                    break;
+                };
                 let mut server = Server::embedded(&[]);
                 let errs = run_transcript(&f, &mut server, record);
-                (f, errs, server.stderr())
-            })
-        })
-        .collect();
+                results.lock().unwrap().push((f, errs, server.stderr()));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
     let mut failures = Vec::new();
-    for h in handles {
-        let (f, errs, stderr) = h.join().expect("transcript thread panicked");
+    for (f, errs, stderr) in results {
         if !errs.is_empty() {
             failures.push(format!(
                 "{}:\n  {}\n  stderr: {}",
