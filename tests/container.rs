@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::interop::{in_ci, run, shell_quote, skip, spawn_command, Output};
+use common::interop::{in_ci, run, shell_quote, skip, Output};
 use common::sshd::{which, Sshd, TempDir};
 use common::transcript::run_transcript;
 use common::{free_port, Server};
@@ -181,7 +181,7 @@ fn serve_in_container(launch: &dyn Fn(&[&str]) -> Command) -> Server {
             "--embedded-port-v5",
             &p5,
         ];
-        let mut server = spawn_command(launch(&args)).expect("start docker exec");
+        let mut server = Server::spawn_command(launch(&args)).expect("start docker exec");
         server.v4_port = v4;
         server.v5_port = v5;
         let marker = format!("embedded MQTT broker listening on mqtt://127.0.0.1:{v4}");

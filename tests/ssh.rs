@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::interop::{run, shell_quote, skip, spawn_command};
+use common::interop::{run, shell_quote, skip};
 use common::sshd::Sshd;
 use common::transcript::{run_transcript, transcript_files};
 use common::{free_port, Server};
@@ -41,7 +41,7 @@ fn serve_over_ssh(sshd: &Sshd) -> Server {
             "{} serve --embedded-port {v4} --embedded-port-v5 {v5}",
             shell_quote(common::bin())
         );
-        let mut server = spawn_command(sshd.command(&remote)).expect("start ssh");
+        let mut server = Server::spawn_command(sshd.command(&remote)).expect("start ssh");
         server.v4_port = v4;
         server.v5_port = v5;
         let marker = format!("embedded MQTT broker listening on mqtt://127.0.0.1:{v4}");

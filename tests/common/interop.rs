@@ -7,12 +7,9 @@
 //! test with a notice on stderr; with `CI` set the same condition fails it,
 //! because CI installs everything these tests need.
 
-use super::Server;
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// True when the environment variable `CI` is set: skipping is then a failure.
@@ -171,53 +168,6 @@ pub fn shell_quote(s: &str) -> String {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// A [`Server`] speaking over the stdio of an arbitrary command (for
-/// example `ssh host mqtt-mcp serve`). Its stdout lines are the protocol,
-/// its stderr is kept; `v4_port`/`v5_port` are left for the caller to set.
-pub fn spawn_command(mut cmd: Command) -> std::io::Result<Server> {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout_log = Arc::new(Mutex::new(Vec::new()));
-    let log = stdout_log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            log.lock().unwrap().push(line.clone());
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let stderr_log = Arc::new(Mutex::new(Vec::new()));
-    let elog = stderr_log.clone();
-    std::thread::spawn(move || {
-        let mut r = stderr;
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            elog.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    Ok(Server {
-        stdin: child.stdin.take(),
-        child,
-        lines: rx,
-        stdout_log,
-        stderr_log,
-        buffered: VecDeque::new(),
-        next_id: 1000,
-        v4_port: 0,
-        v5_port: 0,
-    })
 }
 
 /// The venv's python with the pinned MCP Python SDK (tests/interop/requirements.txt),

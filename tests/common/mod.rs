@@ -102,15 +102,22 @@ impl Server {
     /// Starts the binary with arbitrary args and environment.
     pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args);
         cmd.env_remove("MQTT_MCP_BROKER").env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn mqtt-mcp");
+        Server::spawn_command(cmd).expect("spawn mqtt-mcp")
+    }
+
+    /// A [`Server`] speaking over the stdio of an arbitrary command (for
+    /// example `ssh host mqtt-mcp serve`). Its stdout lines are the protocol,
+    /// its stderr is kept; `v4_port`/`v5_port` are left for the caller to set.
+    pub fn spawn_command(mut cmd: Command) -> std::io::Result<Server> {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -137,7 +144,7 @@ impl Server {
                 elog.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Server {
+        Ok(Server {
             stdin: child.stdin.take(),
             child,
             lines: rx,
@@ -147,7 +154,7 @@ impl Server {
             next_id: 1000,
             v4_port: 0,
             v5_port: 0,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
