@@ -31,7 +31,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TEST: &str = "conformance";
 
@@ -104,28 +104,6 @@ impl Suite {
             .arg(out)
             .current_dir(cache_root().join("conformance"));
         run(&mut cmd, RUN_TIMEOUT).expect("start the conformance suite")
-    }
-}
-
-/// `serve --http 127.0.0.1:0` with the embedded broker, and its HTTP port.
-fn start_server() -> (Server, u16) {
-    let server = Server::embedded(&["--http", "127.0.0.1:0"]);
-    let marker = "MCP Streamable HTTP listening on http://127.0.0.1:";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let err = server.stderr();
-        if let Some(i) = err.find(marker) {
-            let port: String = err[i + marker.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            return (server, port.parse().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no HTTP listen line; stderr:\n{err}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -230,7 +208,7 @@ fn official_conformance_suite_server_scenarios() {
         return;
     };
     let expected = expected_failures();
-    let (server, port) = start_server();
+    let (server, port) = Server::embedded_http(&[]);
     let url = format!("http://127.0.0.1:{port}/mcp");
     let mut problems = Vec::new();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();

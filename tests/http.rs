@@ -259,35 +259,11 @@ impl Client {
     }
 }
 
-/// `serve --http 127.0.0.1:0` with the embedded broker; returns it and the HTTP port.
-fn start(extra: &[&str]) -> (Server, u16) {
-    let mut args = vec!["--http", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let server = Server::embedded(&args);
-    let marker = "MCP Streamable HTTP listening on http://127.0.0.1:";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let err = server.stderr();
-        if let Some(i) = err.find(marker) {
-            let port: String = err[i + marker.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            return (server, port.parse().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no HTTP listen line; stderr:\n{err}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 // ---------------------------------------------------------------------------
 
 #[test]
 fn session_lifecycle_over_http() {
-    let (_server, port) = start(&[]);
+    let (_server, port) = Server::embedded_http(&[]);
     let mut c = Client::new(port);
     let init = c.initialize();
     assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
@@ -378,7 +354,7 @@ fn session_lifecycle_over_http() {
 
 #[test]
 fn bearer_token_is_required_when_set() {
-    let (_server, port) = start(&["--http-token", "s3cret-token-for-tests"]);
+    let (_server, port) = Server::embedded_http(&["--http-token", "s3cret-token-for-tests"]);
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
     let mut c = Client::new(port);
     let missing = c.post(&init);
@@ -414,7 +390,7 @@ fn bearer_token_is_required_when_set() {
 
 #[test]
 fn foreign_origins_are_rejected() {
-    let (_server, port) = start(&[]);
+    let (_server, port) = Server::embedded_http(&[]);
     let mut c = Client::new(port);
     for bad in [
         "http://evil.example",
@@ -437,7 +413,7 @@ fn foreign_origins_are_rejected() {
 
 #[test]
 fn oversized_bodies_get_413() {
-    let (_server, port) = start(&["--max-line-bytes", "65536"]);
+    let (_server, port) = Server::embedded_http(&["--max-line-bytes", "65536"]);
     let mut c = Client::new(port);
     c.initialize();
     // The length alone decides: the body is never read.
@@ -468,7 +444,7 @@ fn oversized_bodies_get_413() {
 
 #[test]
 fn sse_stream_carries_notifications() {
-    let (_server, port) = start(&[]);
+    let (_server, port) = Server::embedded_http(&[]);
     let mut c = Client::new(port);
     c.initialize();
     let events = c.sse();
@@ -511,7 +487,7 @@ fn sse_stream_carries_notifications() {
 
 #[test]
 fn sessions_are_isolated() {
-    let (server, port) = start(&[]);
+    let (server, port) = Server::embedded_http(&[]);
     let mut a = Client::new(port);
     let mut b = Client::new(port);
     a.initialize();
@@ -553,7 +529,7 @@ fn non_loopback_bind_without_token_is_refused() {
 
 #[test]
 fn cancelled_request_ends_its_post() {
-    let (_server, port) = start(&[]);
+    let (_server, port) = Server::embedded_http(&[]);
     let mut c = Client::new(port);
     c.initialize();
     let session = c.session.clone();
@@ -575,7 +551,7 @@ fn cancelled_request_ends_its_post() {
 
 #[test]
 fn idle_sessions_expire() {
-    let (_server, port) = start(&["--session-ttl", "1"]);
+    let (_server, port) = Server::embedded_http(&["--session-ttl", "1"]);
     let mut c = Client::new(port);
     c.initialize();
     assert_eq!(c.request("ping", json!({}))["result"], json!({}));
@@ -587,7 +563,7 @@ fn idle_sessions_expire() {
 
 #[test]
 fn sigterm_stops_the_server_with_a_stream_open() {
-    let (mut server, port) = start(&[]);
+    let (mut server, port) = Server::embedded_http(&[]);
     let mut c = Client::new(port);
     c.initialize();
     let events = c.sse();
@@ -721,7 +697,7 @@ fn replay(path: &Path, server: &Server, port: u16) -> Vec<String> {
 /// before `initialize` has no session over HTTP: 400 by design).
 #[test]
 fn golden_transcripts_over_http() {
-    let (server, port) = start(&[]);
+    let (server, port) = Server::embedded_http(&[]);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcripts");
     let mut errors = Vec::new();
     for name in [
@@ -752,7 +728,7 @@ fn golden_transcripts_over_http() {
 /// plain JSON error (400).
 #[test]
 fn stateless_listen_streams_over_http() {
-    let (_server, port) = start(&[]);
+    let (_server, port) = Server::embedded_http(&[]);
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
     let headers = [
         ("Content-Type", "application/json"),

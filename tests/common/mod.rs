@@ -66,6 +66,31 @@ impl Server {
         Server::embedded_env(extra, &[])
     }
 
+    /// `serve --http 127.0.0.1:0 <extra>` with the embedded broker, and the
+    /// HTTP port it logged (the OS picks it).
+    pub fn embedded_http(extra: &[&str]) -> (Server, u16) {
+        let mut args = vec!["--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let server = Server::embedded(&args);
+        let marker = "MCP Streamable HTTP listening on http://127.0.0.1:";
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let err = server.stderr();
+            if let Some(i) = err.find(marker) {
+                let port: String = err[i + marker.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                return (server, port.parse().unwrap());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no HTTP listen line; stderr:\n{err}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Like `embedded`, with environment variables.
     pub fn embedded_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         // The server picks free ports itself (retrying if it loses a race for
