@@ -289,15 +289,8 @@ impl Conn {
                 else {
                     return;
                 };
-                let token = self
-                    .inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&id)
-                    .cloned();
-                if let Some(t) = token {
+                if self.cancel_inflight(&id) {
                     tracing::debug!("request {id:?} cancelled by the client");
-                    t.cancel();
                 }
             }
             _ => tracing::debug!("ignoring notification {method}"),
@@ -619,15 +612,26 @@ impl Conn {
                 json!({ "requestId": id.to_value(), "reason": "the server is shutting down" }),
             ))
             .await;
-            let token = self
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&id)
-                .cloned();
-            if let Some(t) = token {
+            self.cancel_inflight(&id);
+        }
+    }
+
+    /// Cancels the running request `id`; false when it is not running (it
+    /// finished, or never existed). The token is cloned out so the lock is
+    /// not held while cancellation wakes the task.
+    fn cancel_inflight(&self, id: &Id) -> bool {
+        let token = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        match token {
+            Some(t) => {
                 t.cancel();
+                true
             }
+            None => false,
         }
     }
 
