@@ -162,49 +162,25 @@ impl Drop for Engine {
 }
 
 /// `mqtt-mcp serve` with the embedded broker on free host ports, started by
-/// `launch(args)` (docker exec, directly or over ssh). Waits for the broker's
-/// log line, retrying on other ports if it lost a port race.
+/// `launch(args)` (docker exec, directly or over ssh).
 fn serve_in_container(launch: &dyn Fn(&[&str]) -> Command) -> Server {
-    let mut last = String::new();
-    for _attempt in 0..3 {
-        let v4 = free_port();
-        let mut v5 = free_port();
-        while v5 == v4 {
-            v5 = free_port();
-        }
-        let (p4, p5) = (v4.to_string(), v5.to_string());
-        let args = [
-            "mqtt-mcp",
-            "serve",
-            "--embedded-port",
-            &p4,
-            "--embedded-port-v5",
-            &p5,
-        ];
-        let mut server = Server::spawn_command(launch(&args)).expect("start docker exec");
-        server.v4_port = v4;
-        server.v5_port = v5;
-        let marker = format!("embedded MQTT broker listening on mqtt://127.0.0.1:{v4}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if server.stderr().contains(&marker) {
-                return server;
-            }
-            let exited = server.child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                last = format!(
-                    "{}: {} before the broker listened; stderr:\n{}",
-                    args.join(" "),
-                    exited.map_or("no start".to_string(), |s| s.to_string()),
-                    server.stderr()
-                );
-                println!("retrying on other ports: {last}");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    panic!("the server did not start in the container: {last}");
+    Server::serve_on_free_ports(
+        "in the container",
+        Duration::from_secs(30),
+        |v4, v5| {
+            let (p4, p5) = (v4.to_string(), v5.to_string());
+            let args = [
+                "mqtt-mcp",
+                "serve",
+                "--embedded-port",
+                &p4,
+                "--embedded-port-v5",
+                &p5,
+            ];
+            (args.join(" "), launch(&args))
+        },
+        String::new,
+    )
 }
 
 fn transcript() -> PathBuf {

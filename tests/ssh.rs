@@ -17,7 +17,7 @@ mod common;
 use common::interop::{run, shell_quote, skip};
 use common::sshd::Sshd;
 use common::transcript::{run_transcript, transcript_files};
-use common::{free_port, Server};
+use common::Server;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,45 +26,21 @@ const TEST: &str = "ssh";
 /// Transcripts replayed at once (each over its own ssh connection).
 const PARALLEL: usize = 4;
 
-/// `mqtt-mcp serve` with the embedded broker on P4/P5, reached through ssh.
-/// Waits until the remote server reports its broker listening (retrying on
-/// other ports if it lost a port race).
+/// `mqtt-mcp serve` with the embedded broker on free ports, reached through
+/// ssh.
 fn serve_over_ssh(sshd: &Sshd) -> Server {
-    let mut last = String::new();
-    for _attempt in 0..3 {
-        let v4 = free_port();
-        let mut v5 = free_port();
-        while v5 == v4 {
-            v5 = free_port();
-        }
-        let remote = format!(
-            "{} serve --embedded-port {v4} --embedded-port-v5 {v5}",
-            shell_quote(common::bin())
-        );
-        let mut server = Server::spawn_command(sshd.command(&remote)).expect("start ssh");
-        server.v4_port = v4;
-        server.v5_port = v5;
-        let marker = format!("embedded MQTT broker listening on mqtt://127.0.0.1:{v4}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if server.stderr().contains(&marker) {
-                return server;
-            }
-            let exited = server.child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                last = format!(
-                    "ssh {remote}: {} before the broker listened; stderr:\n{}\nsshd log:\n{}",
-                    exited.map_or("no start".to_string(), |s| s.to_string()),
-                    server.stderr(),
-                    sshd.log()
-                );
-                println!("retrying on other ports: {last}");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    panic!("the server did not start over ssh: {last}");
+    Server::serve_on_free_ports(
+        "over ssh",
+        Duration::from_secs(20),
+        |v4, v5| {
+            let remote = format!(
+                "{} serve --embedded-port {v4} --embedded-port-v5 {v5}",
+                shell_quote(common::bin())
+            );
+            (format!("ssh {remote}"), sshd.command(&remote))
+        },
+        || format!("\nsshd log:\n{}", sshd.log()),
+    )
 }
 
 #[test]

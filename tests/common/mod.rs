@@ -91,6 +91,52 @@ impl Server {
         }
     }
 
+    /// `serve` with the embedded broker on two free ports, started by a
+    /// command `launch(v4, v5)` returns with a description of it (ssh, docker
+    /// exec). Waits for the broker's listen line, retrying on other ports if
+    /// the server lost a port race; `context` adds to the failure message
+    /// (for example the sshd log), `what` ends the final panic.
+    pub fn serve_on_free_ports(
+        what: &str,
+        timeout: Duration,
+        launch: impl Fn(u16, u16) -> (String, Command),
+        context: impl Fn() -> String,
+    ) -> Server {
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let v4 = free_port();
+            let mut v5 = free_port();
+            while v5 == v4 {
+                v5 = free_port();
+            }
+            let (line, cmd) = launch(v4, v5);
+            let mut server =
+                Server::spawn_command(cmd).unwrap_or_else(|e| panic!("start {line}: {e}"));
+            server.v4_port = v4;
+            server.v5_port = v5;
+            let marker = format!("embedded MQTT broker listening on mqtt://127.0.0.1:{v4}");
+            let deadline = Instant::now() + timeout;
+            loop {
+                if server.stderr().contains(&marker) {
+                    return server;
+                }
+                let exited = server.child.try_wait().ok().flatten();
+                if exited.is_some() || Instant::now() > deadline {
+                    last = format!(
+                        "{line}: {} before the broker listened; stderr:\n{}{}",
+                        exited.map_or("no start".to_string(), |s| s.to_string()),
+                        server.stderr(),
+                        context()
+                    );
+                    println!("retrying on other ports: {last}");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("the server did not start {what}: {last}");
+    }
+
     /// Like `embedded`, with environment variables.
     pub fn embedded_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         // The server picks free ports itself (retrying if it loses a race for
