@@ -38,13 +38,19 @@ pub fn start(
             continue;
         }
         let path = dir.join("mosquitto.conf");
-        std::fs::write(&path, config(&ports)).expect("write mosquitto.conf");
+        // Started as root, Mosquitto drops to the `mosquitto` user before it
+        // reads password and certificate files, which then cannot be read
+        // under a private (0700) checkout such as `mktemp -d`. `user root`
+        // keeps the starting user; it has no effect when that is not root.
+        std::fs::write(&path, format!("{}\nuser root\n", config(&ports)))
+            .expect("write mosquitto.conf");
+        let log = std::fs::File::create(dir.join("mosquitto.log")).expect("create mosquitto.log");
         let child = Command::new(&bin)
             .arg("-c")
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn mosquitto");
         let mut m = CustomMosquitto(child);
@@ -60,5 +66,8 @@ pub fn start(
         }
         let _ = m.0.kill();
     }
-    panic!("mosquitto with a custom configuration did not start");
+    panic!(
+        "mosquitto with a custom configuration did not start; its log:\n{}",
+        std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
+    );
 }
