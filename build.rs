@@ -1,32 +1,47 @@
 //! Turns `schema/*.json` (the tool contract) into Rust.
 //!
-//! For every schema file this generates, into `$OUT_DIR/tools_gen.rs`:
-//! - a parameter struct (`params::<Tool>`) from `inputSchema` and a result struct
-//!   (`results::<Tool>`) from `outputSchema`, so handlers are typed by the contract;
-//! - the static tool table (`TOOLS`) whose JSON is the schema file itself, served
-//!   verbatim by `tools/list` and compiled lazily into validators;
-//! - `dispatch`, which calls `crate::tools::handlers::<tool>` for every schema.
+//! Definitions several tools share (the message, its payload, its MQTT 5
+//! properties) live once, in `schema/defs/*.json` under `$defs`; a tool refers
+//! to one with `{"$ref": "defs/<file>.json#/$defs/<name>"}`. For every tool
+//! schema this generates, into `$OUT_DIR`:
+//! - the served schema, `schema/<tool>.json`: the tool file with every such
+//!   reference bundled, i.e. rewritten to `#/$defs/<name>` and the `$defs` of
+//!   each referenced file copied whole into that schema (`inputSchema` or
+//!   `outputSchema`), so that `tools/list` serves self-contained schemas and
+//!   clients need not fetch anything;
+//! - in `tools_gen.rs`: a parameter struct (`params::<Tool>`) from
+//!   `inputSchema` and a result struct (`results::<Tool>`) from `outputSchema`,
+//!   so handlers are typed by the contract; one type per shared definition
+//!   (`defs::<Name>`), which those structs name wherever a schema refers to it;
+//!   the static tool table (`TOOLS`) whose JSON is the served schema, compiled
+//!   lazily into validators; and `dispatch`, which calls
+//!   `crate::tools::handlers::<tool>` for every schema.
 //!
 //! A schema without a handler fails to compile (the call in `dispatch` has no
 //! target); a handler without a schema cannot name its parameter or result type.
 //! The checks below reject schemas that break the rules of the contract
-//! (draft 2020-12 object input, `additionalProperties: false`, all four hints).
+//! (draft 2020-12 object input, `additionalProperties: false`, all four hints)
+//! and references that do not name a shared definition.
 
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// The folder under `schema/` that holds the shared definitions.
+const DEFS_DIR: &str = "defs";
 
 fn main() {
     println!("cargo:rerun-if-changed=schema");
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
     let schema_dir = manifest.join("schema");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&schema_dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", schema_dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
+    let served_dir = out_dir.join("schema");
+    std::fs::create_dir_all(&served_dir)
+        .unwrap_or_else(|e| panic!("create {}: {e}", served_dir.display()));
+
+    let shared = Shared::load(&schema_dir.join(DEFS_DIR));
+    let files = json_files(&schema_dir);
     if files.is_empty() {
         panic!("schema/ holds no tool schemas");
     }
@@ -34,46 +49,61 @@ fn main() {
     let mut out = String::new();
     let mut params = String::new();
     let mut results = String::new();
+    let mut defs = String::new();
     let mut table = String::new();
     let mut ids = String::new();
     let mut arms = String::new();
     let mut names = Vec::new();
 
     for file in &files {
-        println!("cargo:rerun-if-changed={}", file.display());
-        let text =
-            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let tool: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let tool = read_json(file);
         let name = check_tool(file, &tool);
         let camel = camel(&name);
         names.push(name.clone());
+        let base = format!("{name}.json");
+        let owner = format!("the `{name}` tool");
 
-        gen_struct(
-            &mut params,
-            &camel,
-            &tool["inputSchema"],
-            Direction::Params,
-            &name,
-        );
-        gen_struct(
+        let types = Gen {
+            shared: &shared,
+            base: &base,
+            owner: &owner,
+        };
+        types.object(&mut params, &camel, &tool["inputSchema"], Direction::Params);
+        types.object(
             &mut results,
             &camel,
             &tool["outputSchema"],
             Direction::Results,
-            &name,
         );
+
+        let served = served_dir.join(&base);
+        let text = serde_json::to_string_pretty(&shared.bundle_tool(&base, &tool))
+            .unwrap_or_else(|e| panic!("{base}: cannot serialize the served schema: {e}"));
+        std::fs::write(&served, text + "\n")
+            .unwrap_or_else(|e| panic!("write {}: {e}", served.display()));
 
         let _ = writeln!(
             table,
             "    ToolDef {{ id: ToolId::{camel}, name: {name:?}, json: include_str!({path:?}), parsed: std::sync::OnceLock::new(), validator: std::sync::OnceLock::new() }},",
-            path = file.display().to_string()
+            path = served.display().to_string()
         );
         let _ = writeln!(ids, "    /// The `{name}` tool.\n    {camel},");
         let _ = writeln!(
             arms,
             "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::handlers::{name}(ctx, p).await?;\n            serde_json::to_string(&r).map_err(crate::tools::ToolError::internal)\n        }}"
         );
+    }
+
+    for file in &shared.files {
+        for (def, schema) in &file.defs {
+            let owner = format!("`schema/{}#/$defs/{def}`", file.rel);
+            let types = Gen {
+                shared: &shared,
+                base: &file.rel,
+                owner: &owner,
+            };
+            types.object(&mut defs, &camel(def), schema, Direction::Shared);
+        }
     }
 
     let _ = writeln!(
@@ -99,10 +129,188 @@ fn main() {
     );
     let _ = writeln!(out, "/// Parameter types generated from each tool's `inputSchema`.\npub mod params {{\n    #![allow(clippy::all)]\n    use serde::Deserialize;\n{params}}}\n");
     let _ = writeln!(out, "/// Result types generated from each tool's `outputSchema`.\npub mod results {{\n    #![allow(clippy::all)]\n    use serde::Serialize;\n{results}}}\n");
+    let _ = writeln!(out, "/// Types generated from the shared definitions in `schema/defs/`, used by parameters and results alike.\npub mod defs {{\n    #![allow(clippy::all)]\n    use serde::{{Deserialize, Serialize}};\n{defs}}}\n");
 
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
     std::fs::write(out_dir.join("tools_gen.rs"), out)
         .unwrap_or_else(|e| panic!("write tools_gen.rs: {e}"));
+}
+
+/// The `*.json` files directly in `dir`, sorted (the order of `tools/list`).
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn read_json(file: &Path) -> Value {
+    println!("cargo:rerun-if-changed={}", file.display());
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// One file of shared definitions.
+struct DefsFile {
+    /// Its path relative to `schema/` (`defs/message.json`), as references spell it.
+    rel: String,
+    /// Its `$defs`, in file order (the order they are bundled and generated in).
+    defs: Map<String, Value>,
+}
+
+/// Every file of shared definitions under `schema/defs/`.
+struct Shared {
+    files: Vec<DefsFile>,
+}
+
+impl Shared {
+    /// Reads `schema/defs/*.json`; a missing folder means no shared definitions.
+    /// Definition names are unique across files, since each becomes one type
+    /// in `defs` and one key in a bundled `$defs`.
+    fn load(dir: &Path) -> Shared {
+        let mut files = Vec::new();
+        if !dir.is_dir() {
+            return Shared { files };
+        }
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for path in json_files(dir) {
+            let doc = read_json(&path);
+            let file_name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_else(|| panic!("{}: file name is not UTF-8", path.display()));
+            let rel = format!("{DEFS_DIR}/{file_name}");
+            let obj = doc
+                .as_object()
+                .unwrap_or_else(|| panic!("schema/{rel}: must be a JSON object"));
+            for k in obj.keys() {
+                if !["$schema", "$comment", "$defs"].contains(&k.as_str()) {
+                    panic!("schema/{rel}: unexpected key {k:?}; a defs file holds only $schema, $comment and $defs");
+                }
+            }
+            let defs = obj
+                .get("$defs")
+                .and_then(Value::as_object)
+                .unwrap_or_else(|| panic!("schema/{rel}: needs a \"$defs\" object"))
+                .clone();
+            for (name, def) in &defs {
+                if let Some((_, other)) = seen.iter().find(|(n, _)| n == name) {
+                    panic!("schema/{rel}: definition {name:?} is also in schema/{other}; names must be unique across schema/defs/");
+                }
+                if def["type"] != "object" || !def["properties"].is_object() {
+                    panic!("schema/{rel}: definition {name:?} must be an object schema with properties (it becomes a struct)");
+                }
+                seen.push((name.clone(), rel.clone()));
+            }
+            files.push(DefsFile { rel, defs });
+        }
+        Shared { files }
+    }
+
+    /// Resolves a `$ref` written in the schema file `base` (relative to
+    /// `schema/`) to (defs file index, definition name), or fails the build
+    /// saying what a reference must look like.
+    fn resolve(&self, base: &str, reference: &str) -> (usize, String) {
+        let fail = |why: &str| -> ! {
+            panic!("schema/{base}: $ref {reference:?} {why}; refer to shared definitions as \"{DEFS_DIR}/<file>.json#/$defs/<name>\" (from a defs file: \"#/$defs/<name>\" or \"<file>.json#/$defs/<name>\")")
+        };
+        let (target, pointer) = reference
+            .split_once('#')
+            .unwrap_or_else(|| fail("has no fragment"));
+        let file = if target.is_empty() {
+            base.to_string()
+        } else {
+            if target.contains("..") || target.starts_with('/') || target.contains(':') {
+                fail("must be a relative path inside schema/");
+            }
+            match base.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/{target}"),
+                None => target.to_string(),
+            }
+        };
+        let index = self
+            .files
+            .iter()
+            .position(|f| f.rel == file)
+            .unwrap_or_else(|| fail(&format!("points to schema/{file}, which is not a file of schema/{DEFS_DIR}/ (tool schemas keep no $defs of their own)")));
+        let name = pointer
+            .strip_prefix("/$defs/")
+            .filter(|n| !n.contains('/') && !n.contains('~'))
+            .unwrap_or_else(|| fail("must point at one entry of $defs"));
+        if !self.files[index].defs.contains_key(name) {
+            fail(&format!("names no definition of schema/{file}"));
+        }
+        (index, name.to_string())
+    }
+
+    /// The tool object as `tools/list` serves it: each schema bundled.
+    fn bundle_tool(&self, base: &str, tool: &Value) -> Value {
+        let mut served = tool.clone();
+        for key in ["inputSchema", "outputSchema"] {
+            if let Some(schema) = served.get_mut(key) {
+                self.bundle_schema(base, schema);
+            }
+        }
+        served
+    }
+
+    /// Rewrites the references in one schema to `#/$defs/<name>` and appends,
+    /// as its `$defs`, the definitions of every defs file it reaches (directly
+    /// or through another definition), each file whole and in the order first
+    /// reached. Whole files keep a served schema the same whichever of a
+    /// file's definitions it happens to name.
+    fn bundle_schema(&self, base: &str, schema: &mut Value) {
+        if schema.get("$defs").is_some() {
+            panic!("schema/{base}: tool schemas keep no $defs of their own; put shared definitions in schema/{DEFS_DIR}/ and refer to them with $ref");
+        }
+        let mut used: Vec<usize> = Vec::new();
+        self.rewrite(base, schema, &mut used);
+        let mut bundled = Map::new();
+        let mut next = 0;
+        while next < used.len() {
+            let file = &self.files[used[next]];
+            for (name, def) in &file.defs {
+                let mut def = def.clone();
+                self.rewrite(&file.rel, &mut def, &mut used);
+                bundled.insert(name.clone(), def);
+            }
+            next += 1;
+        }
+        if let (false, Some(obj)) = (bundled.is_empty(), schema.as_object_mut()) {
+            obj.insert("$defs".into(), Value::Object(bundled));
+        }
+    }
+
+    /// Rewrites every `$ref` under `v` (written in `base`) to its bundled
+    /// form and notes the defs files it reaches in `used`.
+    fn rewrite(&self, base: &str, v: &mut Value, used: &mut Vec<usize>) {
+        match v {
+            Value::Object(obj) => {
+                for (k, child) in obj.iter_mut() {
+                    if k == "$ref" {
+                        let reference = child.as_str().unwrap_or_else(|| {
+                            panic!("schema/{base}: $ref must be a string, not {child}")
+                        });
+                        let (index, name) = self.resolve(base, reference);
+                        if !used.contains(&index) {
+                            used.push(index);
+                        }
+                        *child = Value::String(format!("#/$defs/{name}"));
+                    } else {
+                        self.rewrite(base, child, used);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.rewrite(base, item, used);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Rejects a schema file that breaks the contract rules; returns the tool name.
@@ -169,10 +377,16 @@ fn check_tool(file: &Path, tool: &Value) -> String {
     name.to_string()
 }
 
+/// Which way a generated type travels, which decides its derives and how
+/// optional fields are (de)serialized.
 #[derive(Clone, Copy, PartialEq)]
 enum Direction {
+    /// Arguments: deserialized, unknown fields refused, absent means `None`.
     Params,
+    /// Results: serialized, `None` left out.
     Results,
+    /// Shared definitions: both, since parameters and results may name them.
+    Shared,
 }
 
 fn camel(s: &str) -> String {
@@ -219,121 +433,159 @@ fn doc_line(s: &str) -> String {
     format!("#[doc = {:?}]", s)
 }
 
-/// Emits `pub struct <name>` for an object schema and any nested object structs.
-fn gen_struct(out: &mut String, name: &str, schema: &Value, dir: Direction, tool: &str) {
-    let empty = Map::new();
-    let props = schema["properties"].as_object().unwrap_or(&empty);
-    let required: Vec<&str> = schema["required"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    let mut nested = String::new();
-    let mut body = String::new();
-    for (key, prop) in props {
-        let hint = format!("{name}{}", camel(key));
-        let secret = prop["writeOnly"] == Value::Bool(true);
-        let (ty, nullable) = rust_type(prop, &hint, dir, tool, &mut nested, secret);
-        let is_required = required.contains(&key.as_str());
-        let ident = field_ident(key);
-        let desc = prop["description"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("`{key}` of the `{tool}` tool."));
-        let _ = writeln!(body, "    {}", doc_line(&desc));
-        if ident.trim_start_matches("r#") != key {
-            let _ = writeln!(body, "    #[serde(rename = {key:?})]");
-        }
-        let full = if !is_required || nullable {
-            if dir == Direction::Params {
-                let _ = writeln!(body, "    #[serde(default)]");
-            } else if !is_required {
-                let _ = writeln!(
-                    body,
-                    "    #[serde(skip_serializing_if = \"Option::is_none\")]"
-                );
-            }
-            format!("Option<{ty}>")
-        } else {
-            ty
-        };
-        let _ = writeln!(body, "    pub {ident}: {full},");
-    }
-    let derive = match dir {
-        Direction::Params => "#[derive(Debug, Clone, Deserialize)]\n#[serde(deny_unknown_fields)]",
-        Direction::Results => "#[derive(Debug, Clone, Serialize)]",
-    };
-    let what = match dir {
-        Direction::Params => "Arguments",
-        Direction::Results => "Structured result",
-    };
-    let _ = writeln!(out, "    #[doc = \"{what} of the `{tool}` tool ({name}).\"]\n    {}\n    pub struct {name} {{\n{body}    }}\n", derive.replace('\n', "\n    "));
-    out.push_str(&nested);
+/// Generates the Rust types of one schema file.
+struct Gen<'a> {
+    /// Where references lead.
+    shared: &'a Shared,
+    /// The file being generated from, relative to `schema/`, for resolving references.
+    base: &'a str,
+    /// Who the types belong to, for doc comments ("the `read_messages` tool").
+    owner: &'a str,
 }
 
-/// Maps a property schema to a Rust type; returns (type, nullable).
-fn rust_type(
-    prop: &Value,
-    hint: &str,
-    dir: Direction,
-    tool: &str,
-    nested: &mut String,
-    secret: bool,
-) -> (String, bool) {
-    let (ty, nullable) = match &prop["type"] {
-        Value::String(t) => (t.clone(), false),
-        Value::Array(ts) => {
-            let non_null: Vec<&str> = ts
-                .iter()
-                .filter_map(|v| v.as_str())
-                .filter(|t| *t != "null")
-                .collect();
-            let nullable = ts.iter().any(|v| v == "null");
-            if non_null.len() == 1 {
-                (non_null[0].to_string(), nullable)
-            } else {
-                return ("serde_json::Value".into(), false);
+impl Gen<'_> {
+    /// Emits `pub struct <name>` for an object schema and any nested object structs.
+    fn object(&self, out: &mut String, name: &str, schema: &Value, dir: Direction) {
+        let empty = Map::new();
+        let props = schema["properties"].as_object().unwrap_or(&empty);
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let mut nested = String::new();
+        let mut body = String::new();
+        for (key, prop) in props {
+            let hint = format!("{name}{}", camel(key));
+            let secret = prop["writeOnly"] == Value::Bool(true);
+            let (ty, nullable) = self.rust_type(prop, &hint, dir, &mut nested, secret);
+            let is_required = required.contains(&key.as_str());
+            let ident = field_ident(key);
+            let desc = prop["description"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("`{key}` of {}.", self.owner));
+            let _ = writeln!(body, "    {}", doc_line(&desc));
+            if ident.trim_start_matches("r#") != key {
+                let _ = writeln!(body, "    #[serde(rename = {key:?})]");
             }
-        }
-        _ => return ("serde_json::Value".into(), false),
-    };
-    let rust = match ty.as_str() {
-        "string" if secret => "crate::secret::SecretString".to_string(),
-        "string" => "String".to_string(),
-        "integer" => {
-            let enum_non_negative = prop["enum"]
-                .as_array()
-                .is_some_and(|e| !e.is_empty() && e.iter().all(|v| v.as_u64().is_some()));
-            if prop["minimum"].as_i64().is_some_and(|m| m >= 0) || enum_non_negative {
-                "u64".to_string()
+            let full = if !is_required || nullable {
+                let attr = match dir {
+                    Direction::Params => Some("default"),
+                    Direction::Results if !is_required => {
+                        Some("skip_serializing_if = \"Option::is_none\"")
+                    }
+                    Direction::Results => None,
+                    Direction::Shared if !is_required => {
+                        Some("default, skip_serializing_if = \"Option::is_none\"")
+                    }
+                    Direction::Shared => Some("default"),
+                };
+                if let Some(attr) = attr {
+                    let _ = writeln!(body, "    #[serde({attr})]");
+                }
+                format!("Option<{ty}>")
             } else {
-                "i64".to_string()
+                ty
+            };
+            let _ = writeln!(body, "    pub {ident}: {full},");
+        }
+        let closed = schema["additionalProperties"] == Value::Bool(false);
+        let derive = match dir {
+            Direction::Params => {
+                "#[derive(Debug, Clone, Deserialize)]\n#[serde(deny_unknown_fields)]"
             }
-        }
-        "number" => "f64".to_string(),
-        "boolean" => "bool".to_string(),
-        "array" => {
-            let (inner, inner_null) = rust_type(
-                &prop["items"],
-                &format!("{hint}Item"),
-                dir,
-                tool,
-                nested,
-                false,
-            );
-            if inner_null {
-                format!("Vec<Option<{inner}>>")
-            } else {
-                format!("Vec<{inner}>")
+            Direction::Results => "#[derive(Debug, Clone, Serialize)]",
+            Direction::Shared if closed => {
+                "#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]\n#[serde(deny_unknown_fields)]"
             }
+            Direction::Shared => "#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]",
+        };
+        let what = match dir {
+            Direction::Params => format!("Arguments of {} ({name}).", self.owner),
+            Direction::Results => format!("Structured result of {} ({name}).", self.owner),
+            Direction::Shared => match schema["description"].as_str() {
+                Some(d) => format!("{d} Generated from {}.", self.owner),
+                None => format!("Generated from {}, shared by several tools.", self.owner),
+            },
+        };
+        let _ = writeln!(
+            out,
+            "    {}\n    {}\n    pub struct {name} {{\n{body}    }}\n",
+            doc_line(&what),
+            derive.replace('\n', "\n    ")
+        );
+        out.push_str(&nested);
+    }
+
+    /// Maps a property schema to a Rust type; returns (type, nullable).
+    fn rust_type(
+        &self,
+        prop: &Value,
+        hint: &str,
+        dir: Direction,
+        nested: &mut String,
+        secret: bool,
+    ) -> (String, bool) {
+        if let Some(reference) = prop.get("$ref") {
+            let reference = reference.as_str().unwrap_or_else(|| {
+                panic!(
+                    "schema/{}: $ref must be a string, not {reference}",
+                    self.base
+                )
+            });
+            let (_, name) = self.shared.resolve(self.base, reference);
+            return (format!("super::defs::{}", camel(&name)), false);
         }
-        "object"
-            if prop["properties"].is_object()
-                && !prop["properties"].as_object().is_some_and(|m| m.is_empty()) =>
-        {
-            gen_struct(nested, hint, prop, dir, tool);
-            hint.to_string()
-        }
-        _ => "serde_json::Value".to_string(),
-    };
-    (rust, nullable)
+        let (ty, nullable) = match &prop["type"] {
+            Value::String(t) => (t.clone(), false),
+            Value::Array(ts) => {
+                let non_null: Vec<&str> = ts
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .filter(|t| *t != "null")
+                    .collect();
+                let nullable = ts.iter().any(|v| v == "null");
+                if non_null.len() == 1 {
+                    (non_null[0].to_string(), nullable)
+                } else {
+                    return ("serde_json::Value".into(), false);
+                }
+            }
+            _ => return ("serde_json::Value".into(), false),
+        };
+        let rust = match ty.as_str() {
+            "string" if secret => "crate::secret::SecretString".to_string(),
+            "string" => "String".to_string(),
+            "integer" => {
+                let enum_non_negative = prop["enum"]
+                    .as_array()
+                    .is_some_and(|e| !e.is_empty() && e.iter().all(|v| v.as_u64().is_some()));
+                if prop["minimum"].as_i64().is_some_and(|m| m >= 0) || enum_non_negative {
+                    "u64".to_string()
+                } else {
+                    "i64".to_string()
+                }
+            }
+            "number" => "f64".to_string(),
+            "boolean" => "bool".to_string(),
+            "array" => {
+                let (inner, inner_null) =
+                    self.rust_type(&prop["items"], &format!("{hint}Item"), dir, nested, false);
+                if inner_null {
+                    format!("Vec<Option<{inner}>>")
+                } else {
+                    format!("Vec<{inner}>")
+                }
+            }
+            "object"
+                if prop["properties"].is_object()
+                    && !prop["properties"].as_object().is_some_and(|m| m.is_empty()) =>
+            {
+                self.object(nested, hint, prop, dir);
+                hint.to_string()
+            }
+            _ => "serde_json::Value".to_string(),
+        };
+        (rust, nullable)
+    }
 }

@@ -1,11 +1,13 @@
 //! Payloads in and out. Outgoing: text, any JSON value, or bytes given as
 //! `{"base64": ...}` / `{"hex": ...}`. Incoming: valid UTF-8 JSON becomes a
 //! JSON value, other UTF-8 text stays text, anything else is base64 with its
-//! size; every form is truncated to a preview limit that the result states.
+//! size; every form is truncated to a preview limit that the result states
+//! (`tools::common::decoded_payload` builds that result shape, a type
+//! generated from `schema/defs/message.json`, from `format_of` and `truncate_str`).
 
 use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// Why an outgoing payload could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,41 +119,6 @@ pub fn as_json(bytes: &[u8]) -> Option<Value> {
     }
 }
 
-/// Decodes for a result: `{"format", "size", and one of "json" | "text" |
-/// "base64", "truncated"}`. JSON larger than `limit` is shown as truncated text.
-pub fn decode(bytes: &[u8], limit: usize) -> Value {
-    let size = bytes.len();
-    let mut m = Map::new();
-    let format = format_of(bytes);
-    m.insert("format".into(), json!(format.as_str()));
-    m.insert("size".into(), json!(size));
-    let truncated = size > limit;
-    match format {
-        Format::Empty => {
-            m.insert("text".into(), json!(""));
-        }
-        Format::Json if !truncated => {
-            m.insert(
-                "json".into(),
-                serde_json::from_slice(bytes).unwrap_or(Value::Null),
-            );
-        }
-        Format::Json | Format::Text => {
-            let s = std::str::from_utf8(bytes).unwrap_or_default();
-            m.insert("text".into(), json!(truncate_str(s, limit)));
-        }
-        Format::Binary => {
-            let cut = &bytes[..size.min(limit)];
-            m.insert(
-                "base64".into(),
-                json!(base64::engine::general_purpose::STANDARD.encode(cut)),
-            );
-        }
-    }
-    m.insert("truncated".into(), json!(truncated));
-    Value::Object(m)
-}
-
 /// Cuts at a char boundary at most `limit` bytes in.
 pub fn truncate_str(s: &str, limit: usize) -> &str {
     if s.len() <= limit {
@@ -235,6 +202,7 @@ pub fn shape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn encodes_all_forms() {
@@ -266,32 +234,6 @@ mod tests {
             encode(Some(&json!({"hex": "00", "x": 1}))).unwrap(),
             Bytes::from_static(br#"{"hex":"00","x":1}"#)
         );
-    }
-
-    #[test]
-    fn decodes_safely() {
-        assert_eq!(
-            decode(b"", 10),
-            json!({"format": "empty", "size": 0, "text": "", "truncated": false})
-        );
-        assert_eq!(
-            decode(br#"{"t":21.5}"#, 100),
-            json!({"format": "json", "size": 10, "json": {"t": 21.5}, "truncated": false})
-        );
-        assert_eq!(decode(b"on", 100)["format"], json!("text"));
-        assert_eq!(
-            decode(&[0xff, 0xfe, 0], 100),
-            json!({"format": "binary", "size": 3, "base64": "//4A", "truncated": false})
-        );
-        let big = vec![0xffu8; 10 * 1024 * 1024];
-        let d = decode(&big, 64);
-        assert_eq!(
-            (d["size"].as_u64(), d["truncated"].as_bool()),
-            (Some(10 * 1024 * 1024), Some(true))
-        );
-        assert!(d["base64"].as_str().unwrap().len() < 100);
-        let t = decode("ééé".as_bytes(), 3);
-        assert_eq!(t["text"], json!("é"));
     }
 
     #[test]

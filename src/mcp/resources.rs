@@ -235,7 +235,7 @@ pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcEr
                     );
                 }
             }
-            let history: Vec<Value> = msgs
+            let history: Vec<crate::tools::defs::Message> = msgs
                 .iter()
                 .map(|m| crate::tools::message_json(m, 4096))
                 .collect();

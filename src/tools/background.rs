@@ -99,9 +99,9 @@ pub async fn read_messages(
         messages: msgs
             .iter()
             .map(|(seq, m)| {
-                let mut v = common::message_json(m, preview);
-                v["seq"] = (*seq).into();
-                v
+                let mut shown = common::message_json(m, preview);
+                shown.seq = Some(i64::try_from(*seq).unwrap_or(i64::MAX));
+                shown
             })
             .collect(),
         next_cursor: next,

@@ -1,14 +1,16 @@
 //! Helpers shared by the tool handlers: session lookup, argument checks,
-//! the JSON shape of a message, and the collection loop.
+//! messages in their result shape (the types of `schema/defs/message.json`),
+//! and the collection loop.
 
-use super::{ToolContext, ToolError};
+use super::{defs, ToolContext, ToolError};
 use crate::mqtt::client::{
     Connection, Message, RequestError, SubscribeError, Subscription, V5Props,
 };
 use crate::mqtt::topic;
-use crate::payload;
+use crate::payload::{self, Format};
 use crate::session::{rfc3339, Session};
-use serde_json::{json, Map, Value};
+use base64::Engine as _;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -69,50 +71,68 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// MQTT 5 properties as JSON (only those set).
-pub fn props_json(p: &V5Props) -> Value {
-    let mut m = Map::new();
-    if let Some(v) = &p.content_type {
-        m.insert("content_type".into(), json!(v));
+/// A payload as results show it (`$defs/payload`): the parsed JSON if it is
+/// UTF-8 JSON, the text if other UTF-8, base64 otherwise, cut to `limit`
+/// bytes, which `truncated` states. JSON longer than `limit` is shown as
+/// truncated text, since a cut JSON document no longer parses.
+pub fn decoded_payload(bytes: &[u8], limit: usize) -> defs::Payload {
+    let size = bytes.len();
+    let format = payload::format_of(bytes);
+    let truncated = size > limit;
+    let mut shown = defs::Payload {
+        format: format.as_str().to_string(),
+        size: size as u64,
+        json: None,
+        text: None,
+        base64: None,
+        truncated,
+    };
+    match format {
+        Format::Empty => shown.text = Some(String::new()),
+        Format::Json if !truncated => {
+            shown.json = Some(serde_json::from_slice(bytes).unwrap_or(Value::Null));
+        }
+        Format::Json | Format::Text => {
+            let s = std::str::from_utf8(bytes).unwrap_or_default();
+            shown.text = Some(payload::truncate_str(s, limit).to_string());
+        }
+        Format::Binary => {
+            let cut = &bytes[..size.min(limit)];
+            shown.base64 = Some(base64::engine::general_purpose::STANDARD.encode(cut));
+        }
     }
-    if let Some(v) = p.payload_format_indicator {
-        m.insert("payload_format_indicator".into(), json!(v));
-    }
-    if let Some(v) = p.message_expiry_interval {
-        m.insert("message_expiry_interval".into(), json!(v));
-    }
-    if let Some(v) = &p.response_topic {
-        m.insert("response_topic".into(), json!(v));
-    }
-    if let Some(v) = &p.correlation_data {
-        m.insert("correlation_data_hex".into(), json!(hex(v)));
-    }
-    if !p.user_properties.is_empty() {
-        m.insert(
-            "user_properties".into(),
-            json!(p
-                .user_properties
-                .iter()
-                .map(|(k, v)| [k, v])
-                .collect::<Vec<_>>()),
-        );
-    }
-    Value::Object(m)
+    shown
 }
 
-/// A message as in `$defs/message`.
-pub fn message_json(m: &Message, preview: usize) -> Value {
-    let mut v = json!({
-        "topic": m.topic,
-        "payload": payload::decode(&m.payload, preview),
-        "qos": m.qos,
-        "retain": m.retain,
-        "received_at": rfc3339(m.received_at),
-    });
-    if let Some(p) = &m.props {
-        v["properties"] = props_json(p);
+/// MQTT 5 properties as results show them (`$defs/properties`): only those set.
+pub fn message_properties(p: &V5Props) -> defs::Properties {
+    defs::Properties {
+        content_type: p.content_type.clone(),
+        payload_format_indicator: p.payload_format_indicator.map(i64::from),
+        message_expiry_interval: p.message_expiry_interval.map(i64::from),
+        response_topic: p.response_topic.clone(),
+        correlation_data_hex: p.correlation_data.as_deref().map(hex),
+        user_properties: (!p.user_properties.is_empty()).then(|| {
+            p.user_properties
+                .iter()
+                .map(|(k, v)| vec![k.clone(), v.clone()])
+                .collect()
+        }),
     }
-    v
+}
+
+/// A message as results show it (`$defs/message`), its payload cut to
+/// `preview` bytes; `seq` is left for `read_messages` to fill in.
+pub fn message_json(m: &Message, preview: usize) -> defs::Message {
+    defs::Message {
+        topic: m.topic.clone(),
+        payload: decoded_payload(&m.payload, preview),
+        qos: u64::from(m.qos),
+        retain: m.retain,
+        received_at: rfc3339(m.received_at),
+        properties: m.props.as_deref().map(message_properties),
+        seq: None,
+    }
 }
 
 /// Turns subscription failures into messages for the model.
@@ -257,5 +277,70 @@ pub async fn drain(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shown(bytes: &[u8], limit: usize) -> Value {
+        serde_json::to_value(decoded_payload(bytes, limit)).unwrap()
+    }
+
+    #[test]
+    fn decodes_payloads_safely() {
+        assert_eq!(
+            shown(b"", 10),
+            json!({"format": "empty", "size": 0, "text": "", "truncated": false})
+        );
+        assert_eq!(
+            shown(br#"{"t":21.5}"#, 100),
+            json!({"format": "json", "size": 10, "json": {"t": 21.5}, "truncated": false})
+        );
+        assert_eq!(
+            shown(b"null", 100),
+            json!({"format": "json", "size": 4, "json": null, "truncated": false})
+        );
+        assert_eq!(shown(b"on", 100)["format"], json!("text"));
+        assert_eq!(
+            shown(&[0xff, 0xfe, 0], 100),
+            json!({"format": "binary", "size": 3, "base64": "//4A", "truncated": false})
+        );
+        let big = vec![0xffu8; 10 * 1024 * 1024];
+        let d = shown(&big, 64);
+        assert_eq!(
+            (d["size"].as_u64(), d["truncated"].as_bool()),
+            (Some(10 * 1024 * 1024), Some(true))
+        );
+        assert!(d["base64"].as_str().unwrap().len() < 100);
+        assert_eq!(shown("ééé".as_bytes(), 3)["text"], json!("é"));
+    }
+
+    #[test]
+    fn messages_keep_the_result_shape() {
+        let mut m = Message {
+            topic: "a/b".into(),
+            payload: bytes::Bytes::from_static(b"21.5"),
+            qos: 1,
+            retain: true,
+            received_at: std::time::SystemTime::UNIX_EPOCH,
+            props: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&message_json(&m, 100)).unwrap(),
+            r#"{"topic":"a/b","payload":{"format":"json","size":4,"json":21.5,"truncated":false},"qos":1,"retain":true,"received_at":"1970-01-01T00:00:00.000Z"}"#
+        );
+        m.props = Some(Box::new(V5Props {
+            content_type: Some("text/plain".into()),
+            correlation_data: Some(bytes::Bytes::from_static(&[0, 255])),
+            user_properties: vec![("k".into(), "v".into())],
+            ..V5Props::default()
+        }));
+        assert_eq!(
+            serde_json::to_value(message_json(&m, 100)).unwrap()["properties"],
+            json!({"content_type": "text/plain", "correlation_data_hex": "00ff", "user_properties": [["k", "v"]]})
+        );
     }
 }

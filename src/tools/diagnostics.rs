@@ -264,7 +264,7 @@ pub async fn debug_device(
             retained: st.retained,
             silent: st.live == 0,
             last_seen: rfc3339(st.last_seen),
-            last_value: payload::decode(&st.last.payload, preview),
+            last_value: common::decoded_payload(&st.last.payload, preview),
         })
         .collect();
     let live = items.iter().filter(|t| !t.silent).count() as u64;

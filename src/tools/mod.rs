@@ -40,7 +40,8 @@ pub struct ToolDef {
     pub id: ToolId,
     /// Its name in `tools/list` and `tools/call`.
     pub name: &'static str,
-    /// The schema file, verbatim.
+    /// The schema file with its `$ref`s to `schema/defs/` bundled by
+    /// `build.rs` (self-contained: what `tools/list` serves).
     pub json: &'static str,
     /// `json` parsed once.
     pub parsed: std::sync::OnceLock<Value>,
