@@ -275,6 +275,10 @@ impl App {
                 crate::secret::random_hex(6).unwrap_or_else(|_| "0".into())
             ),
         };
+        let loopback = url.host == "127.0.0.1" || url.host == "localhost" || url.host == "::1";
+        let to_embedded = self
+            .embedded()
+            .is_some_and(|e| loopback && (url.port == e.v4.port() || url.port == e.v5.port()));
         let spec = ConnectSpec {
             host: url.host.clone(),
             port: url.port,
@@ -290,17 +294,15 @@ impl App {
             allow_fallback: opts.protocol.is_none(),
             keep_alive: opts.keep_alive.unwrap_or(Duration::from_secs(30)),
             clean_start: opts.clean_start.unwrap_or(true),
+            session_expiry: (!to_embedded).then_some(crate::mqtt::client::SESSION_EXPIRY_SECS),
             connect_timeout: opts.connect_timeout.unwrap_or(self.config.connect_timeout),
         };
         let (conn, info) = Connection::connect(spec, self.vault.clone())
             .await
             .map_err(OpenError::Connect)?;
         // rumqttd drops clients that subscribe to `$` filters: never try on it.
-        if let Some(e) = self.embedded() {
-            let loopback = url.host == "127.0.0.1" || url.host == "localhost" || url.host == "::1";
-            if loopback && (url.port == e.v4.port() || url.port == e.v5.port()) {
-                conn.mark_embedded();
-            }
+        if to_embedded {
+            conn.mark_embedded();
         }
         let s = self
             .sessions

@@ -1,240 +1,24 @@
 //! One broker connection: a task that owns the rumqttc event loop (MQTT 5 or
 //! 3.1.1) and a cloneable handle that tools use to publish and subscribe.
 //!
-//! rumqttc does not tell the caller which packet id its publish got. It does
-//! emit `Outgoing::Publish(pkid)` (and `Subscribe`/`Unsubscribe`) in exactly
-//! the order requests entered its channel, so every request is pushed onto a
-//! FIFO of waiters *under the same lock* as the non-blocking send; the event
-//! task pops the FIFO on each outgoing event and then matches the ack by pkid.
-//! Retransmissions after a reconnect reuse a pkid we already track, which is
-//! how they are told apart from new requests.
+//! Which request waits for which acknowledgement is decided by
+//! [`super::ledger`]; every request enters rumqttc's channel under the same
+//! lock as its waiter enters the ledger, so both keep one order. The event
+//! task feeds the ledger every outgoing event and ack, and hands it control
+//! of rumqttc's pending requests at each drop and reconnect.
 
-use crate::secret::{Sealed, Vault};
+use super::adapter::{self, Client, Ev, Held, Loop};
+use super::ledger::{Ack, Ledger, Resolution};
+use crate::secret::Vault;
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use rumqttc::v5 as r5;
-
-/// Which MQTT protocol a session speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// MQTT 5.0.
-    V5,
-    /// MQTT 3.1.1.
-    V311,
-}
-
-impl Protocol {
-    /// The wire name used in tool results: "5" or "3.1.1".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::V5 => "5",
-            Protocol::V311 => "3.1.1",
-        }
-    }
-}
-
-/// Everything needed to (re)connect. The password stays sealed.
-#[derive(Debug, Clone)]
-pub struct ConnectSpec {
-    /// Broker host name or address.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// TLS settings; None for plain TCP.
-    pub tls: Option<super::tls::TlsSettings>,
-    /// User name, if any (not secret, but never logged with the password).
-    pub username: Option<String>,
-    /// Password sealed by the process vault.
-    pub password: Option<Sealed>,
-    /// MQTT client id.
-    pub client_id: String,
-    /// Protocol to try first.
-    pub protocol: Protocol,
-    /// Try 3.1.1 when the broker refuses 5.
-    pub allow_fallback: bool,
-    /// Keep-alive interval.
-    pub keep_alive: Duration,
-    /// Clean start / clean session.
-    pub clean_start: bool,
-    /// Deadline for the first CONNACK.
-    pub connect_timeout: Duration,
-}
-
-/// MQTT 5 properties of a received or published message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct V5Props {
-    /// Content-Type.
-    pub content_type: Option<String>,
-    /// Payload format indicator (1 = UTF-8).
-    pub payload_format_indicator: Option<u8>,
-    /// Message expiry in seconds.
-    pub message_expiry_interval: Option<u32>,
-    /// Response topic for request/response.
-    pub response_topic: Option<String>,
-    /// Correlation data for request/response.
-    pub correlation_data: Option<Bytes>,
-    /// User properties, in order.
-    pub user_properties: Vec<(String, String)>,
-}
-
-impl V5Props {
-    fn is_empty(&self) -> bool {
-        self == &V5Props::default()
-    }
-}
-
-/// A message received from the broker.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The topic it was published to.
-    pub topic: String,
-    /// Raw payload bytes (shared, never copied per subscriber).
-    pub payload: Bytes,
-    /// Delivery QoS (0, 1, 2).
-    pub qos: u8,
-    /// Retained flag as delivered (true for stored retained messages).
-    pub retain: bool,
-    /// When our event loop took it off the wire.
-    pub received_at: SystemTime,
-    /// MQTT 5 properties, when any were set.
-    pub props: Option<Box<V5Props>>,
-}
-
-/// Connection state as shown to the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    /// CONNACK received, traffic flows.
-    Connected,
-    /// Dropped; the task is retrying with backoff.
-    Reconnecting,
-    /// Closed by us; the session is gone.
-    Closed,
-}
-
-impl LinkState {
-    /// The wire name used in tool results.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkState::Connected => "connected",
-            LinkState::Reconnecting => "reconnecting",
-            LinkState::Closed => "closed",
-        }
-    }
-}
-
-/// Why connecting failed; each message tells the model what to change.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The broker answered CONNACK with a refusal.
-    #[error("the broker refused the connection: {0}")]
-    Refused(String),
-    /// TCP connect failed.
-    #[error("cannot reach {addr}: {reason}. Check host and port, and that the broker is running")]
-    Unreachable {
-        /// host:port.
-        addr: String,
-        /// The OS error.
-        reason: String,
-    },
-    /// The socket closed before CONNACK.
-    #[error("the broker at {0} closed the connection before accepting it; this usually means bad credentials, a rejected client id, or an unsupported protocol version")]
-    ClosedBeforeConnAck(String),
-    /// No CONNACK within the deadline.
-    #[error("no answer (CONNACK) from {addr} within {ms} ms; the host may drop packets or not speak MQTT on that port")]
-    Timeout {
-        /// host:port.
-        addr: String,
-        /// The deadline.
-        ms: u128,
-    },
-    /// TLS setup or handshake failed.
-    #[error("TLS failed with {addr}: {reason}")]
-    Tls {
-        /// host:port.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-    /// Anything else the MQTT layer reported.
-    #[error("connection to {addr} failed: {reason}")]
-    Other {
-        /// host:port.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Outcome of a publish, as far as it is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublishOutcome {
-    /// QoS 0: written to the socket.
-    Sent,
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) received; v5 reason code.
-    Acknowledged {
-        /// 0 on success; on MQTT 5 the broker's reason code (< 0x80 is success).
-        reason_code: u8,
-    },
-    /// The broker refused it (MQTT 5 reason code ≥ 0x80).
-    Rejected {
-        /// The reason code.
-        reason_code: u8,
-    },
-}
-
-/// Outcome of one filter in a SUBSCRIBE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubAckCode {
-    /// Granted with this QoS.
-    Granted(u8),
-    /// Refused with this reason code (0x80 on 3.1.1).
-    Refused(u8),
-}
-
-/// Errors of requests on an established connection.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// The session was closed.
-    #[error("the session is closed; open a new one with establish_connection")]
-    Closed,
-    /// Too many requests queued on this connection.
-    #[error("too many requests are queued on this connection; retry shortly")]
-    Busy,
-    /// The event loop went away while we waited.
-    #[error("the connection dropped before the broker answered; the outcome is unknown")]
-    Lost,
-    /// The broker does not allow `$` filters (it dropped the connection for one).
-    #[error("this broker does not allow subscriptions to $ topics (such as $SYS/#); it dropped the connection for one. Subscribe to ordinary topics instead")]
-    DollarRefused,
-}
-
-/// Why a subscription could not be opened.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum SubscribeError {
-    /// The request could not be sent or was lost.
-    #[error(transparent)]
-    Request(RequestError),
-    /// No SUBACK in time.
-    #[error("the broker did not confirm the subscription (SUBACK) within {0} ms")]
-    Timeout(u128),
-    /// The broker refused a filter.
-    #[error("the broker refused the subscription to {filter:?} (reason code 0x{code:02X}); the user may lack permission or the filter is not allowed")]
-    Refused {
-        /// The filter.
-        filter: String,
-        /// Reason code.
-        code: u8,
-    },
-}
+pub use super::model::*;
 
 /// An open subscription; unsubscribes (if no one else holds its filters) on drop.
 pub struct Subscription {
@@ -288,21 +72,21 @@ pub struct RouteHandle {
     pub dropped: Arc<AtomicU64>,
 }
 
-type PubWaiter = Option<oneshot::Sender<PublishOutcome>>;
-type SubWaiter = Option<oneshot::Sender<Vec<SubAckCode>>>;
+/// The ledger with the waiters the tools hold: an outcome per publish, the
+/// reason codes per SUBSCRIBE, nothing but the arrival of an UNSUBACK.
+type Waits =
+    Ledger<oneshot::Sender<PublishOutcome>, oneshot::Sender<Vec<SubAckCode>>, oneshot::Sender<()>>;
 
-#[derive(Default)]
-struct Pending {
-    /// Publishes sent to rumqttc but not yet given a pkid, in channel order.
-    pub_fifo: VecDeque<(u8, PubWaiter)>,
-    /// Publishes with a pkid, waiting for PUBACK/PUBCOMP.
-    pub_by_pkid: HashMap<u16, PubWaiter>,
-    /// Subscribes in channel order, then by pkid.
-    sub_fifo: VecDeque<SubWaiter>,
-    sub_by_pkid: HashMap<u16, SubWaiter>,
-    /// Unsubscribes in channel order, then by pkid.
-    unsub_fifo: VecDeque<Option<oneshot::Sender<()>>>,
-    unsub_by_pkid: HashMap<u16, Option<oneshot::Sender<()>>>,
+/// MQTT 5 session expiry asked for on external brokers: long enough to ride
+/// out a broker restart, short enough that the sessions of ended processes
+/// (whose client ids are random) do not pile up on the broker.
+pub const SESSION_EXPIRY_SECS: u32 = 120;
+
+/// Sends each resolved outcome to its waiter (a waiter that gave up is fine).
+fn resolve(done: Vec<Resolution<oneshot::Sender<PublishOutcome>>>) {
+    for (w, outcome) in done {
+        let _ = w.send(outcome);
+    }
 }
 
 struct Status {
@@ -320,7 +104,9 @@ struct Filters {
 }
 
 struct Shared {
-    pending: Mutex<Pending>,
+    /// Who waits for which acknowledgement; also the lock that keeps the
+    /// channel order and the ledger order the same.
+    pending: Mutex<Waits>,
     status: Mutex<Status>,
     routes: Mutex<Vec<Route>>,
     filters: Mutex<Filters>,
@@ -339,12 +125,6 @@ struct Shared {
     dedup: Mutex<super::dedup::Dedup>,
     /// A connection to the embedded rumqttd.
     embedded: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Clone)]
-enum Client {
-    V4(rumqttc::AsyncClient),
-    V5(r5::AsyncClient),
 }
 
 /// A live broker connection. Cheap to clone; the last clone does not close it:
@@ -369,481 +149,6 @@ pub struct Connected {
     pub session_present: bool,
 }
 
-const REQUEST_CHANNEL: usize = 4096;
-/// QoS 1/2 publishes awaiting acknowledgement per connection.
-const MAX_INFLIGHT: u16 = 100;
-const MAX_PACKET: usize = 256 * 1024 * 1024;
-
-/// Normalised events of both protocol versions.
-enum Ev {
-    ConnAck { session_present: bool },
-    Publish(Message),
-    PubAck { pkid: u16, reason: u8 },
-    PubRec { pkid: u16, reason: u8 },
-    PubComp { pkid: u16, reason: u8 },
-    SubAck { pkid: u16, codes: Vec<SubAckCode> },
-    UnsubAck { pkid: u16 },
-    Disconnect { reason: String },
-    OutPublish(u16),
-    OutSubscribe(u16),
-    OutUnsubscribe(u16),
-    Other,
-}
-
-enum Loop {
-    V4(Box<rumqttc::EventLoop>),
-    V5(Box<r5::EventLoop>),
-}
-
-/// A payload that owns its memory: rumqttc hands out slices of its read
-/// buffer, and keeping one small message alive would pin the whole buffer.
-fn own(b: Bytes) -> Bytes {
-    if b.len() < 64 * 1024 {
-        Bytes::copy_from_slice(&b)
-    } else {
-        b
-    }
-}
-
-fn qos_u8(q: rumqttc::QoS) -> u8 {
-    q as u8
-}
-
-fn qos4(q: u8) -> rumqttc::QoS {
-    match q {
-        0 => rumqttc::QoS::AtMostOnce,
-        1 => rumqttc::QoS::AtLeastOnce,
-        _ => rumqttc::QoS::ExactlyOnce,
-    }
-}
-
-fn qos5(q: u8) -> r5::mqttbytes::QoS {
-    match q {
-        0 => r5::mqttbytes::QoS::AtMostOnce,
-        1 => r5::mqttbytes::QoS::AtLeastOnce,
-        _ => r5::mqttbytes::QoS::ExactlyOnce,
-    }
-}
-
-/// Wire values of MQTT 5 reason codes, for results and messages.
-fn v5_connect_refusal(code: r5::mqttbytes::v5::ConnectReturnCode) -> String {
-    use r5::mqttbytes::v5::ConnectReturnCode as C;
-    let hint = match code {
-        C::BadUserNamePassword => "bad user name or password; check username/password",
-        C::NotAuthorized => "not authorized; the user may not connect",
-        C::ClientIdentifierNotValid | C::BadClientId => {
-            "client id rejected; pass another client_id"
-        }
-        C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => {
-            "protocol version not supported"
-        }
-        C::ServerUnavailable | C::ServiceUnavailable | C::ServerBusy => {
-            "the broker is unavailable or busy; retry later"
-        }
-        C::Banned => "this client is banned",
-        _ => "",
-    };
-    if hint.is_empty() {
-        format!("{code:?}")
-    } else {
-        format!("{code:?} ({hint})")
-    }
-}
-
-fn v4_connect_refusal(code: rumqttc::ConnectReturnCode) -> String {
-    use rumqttc::ConnectReturnCode as C;
-    let hint = match code {
-        C::BadUserNamePassword => "bad user name or password; check username/password",
-        C::NotAuthorized => "not authorized; the user may not connect",
-        C::BadClientId => "client id rejected; pass another client_id",
-        C::RefusedProtocolVersion => "protocol version not supported",
-        C::ServiceUnavailable => "the broker is unavailable; retry later",
-        C::Success => "",
-    };
-    format!("{code:?} ({hint})")
-}
-
-impl Loop {
-    async fn poll(&mut self) -> Result<Ev, ConnectError> {
-        match self {
-            Loop::V4(el) => {
-                // The address is formatted only on error: poll runs per packet.
-                let ev = match el.poll().await {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        let (host, port) = el.mqtt_options.broker_address();
-                        let addr = format!("{host}:{port}");
-                        return Err(explain_tls(&addr, map_v4_err(&addr, e)));
-                    }
-                };
-                use rumqttc::{Event, Incoming as I, Outgoing as O};
-                Ok(match ev {
-                    Event::Incoming(I::ConnAck(c)) => Ev::ConnAck {
-                        session_present: c.session_present,
-                    },
-                    Event::Incoming(I::Publish(p)) => Ev::Publish(Message {
-                        topic: p.topic,
-                        payload: own(p.payload),
-                        qos: qos_u8(p.qos),
-                        retain: p.retain,
-                        received_at: SystemTime::now(),
-                        props: None,
-                    }),
-                    Event::Incoming(I::PubAck(a)) => Ev::PubAck {
-                        pkid: a.pkid,
-                        reason: 0,
-                    },
-                    Event::Incoming(I::PubRec(a)) => Ev::PubRec {
-                        pkid: a.pkid,
-                        reason: 0,
-                    },
-                    Event::Incoming(I::PubComp(a)) => Ev::PubComp {
-                        pkid: a.pkid,
-                        reason: 0,
-                    },
-                    Event::Incoming(I::SubAck(s)) => Ev::SubAck {
-                        pkid: s.pkid,
-                        codes: s
-                            .return_codes
-                            .iter()
-                            .map(|c| match c {
-                                rumqttc::SubscribeReasonCode::Success(q) => {
-                                    SubAckCode::Granted(qos_u8(*q))
-                                }
-                                rumqttc::SubscribeReasonCode::Failure => SubAckCode::Refused(0x80),
-                            })
-                            .collect(),
-                    },
-                    Event::Incoming(I::UnsubAck(u)) => Ev::UnsubAck { pkid: u.pkid },
-                    Event::Incoming(I::Disconnect) => Ev::Disconnect {
-                        reason: "broker sent DISCONNECT".into(),
-                    },
-                    Event::Outgoing(O::Publish(p)) => Ev::OutPublish(p),
-                    Event::Outgoing(O::Subscribe(p)) => Ev::OutSubscribe(p),
-                    Event::Outgoing(O::Unsubscribe(p)) => Ev::OutUnsubscribe(p),
-                    _ => Ev::Other,
-                })
-            }
-            Loop::V5(el) => {
-                let ev = match el.poll().await {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        let (host, port) = el.options.broker_address();
-                        let addr = format!("{host}:{port}");
-                        return Err(explain_tls(&addr, map_v5_err(&addr, e)));
-                    }
-                };
-                use r5::mqttbytes::v5::Packet as P;
-                use r5::Event;
-                use rumqttc::Outgoing as O;
-                Ok(match ev {
-                    Event::Incoming(P::ConnAck(c)) => Ev::ConnAck {
-                        session_present: c.session_present,
-                    },
-                    Event::Incoming(P::Publish(p)) => {
-                        let props = p.properties.map(|pp| V5Props {
-                            content_type: pp.content_type,
-                            payload_format_indicator: pp.payload_format_indicator,
-                            message_expiry_interval: pp.message_expiry_interval,
-                            response_topic: pp.response_topic,
-                            correlation_data: pp.correlation_data,
-                            user_properties: pp.user_properties,
-                        });
-                        Ev::Publish(Message {
-                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            payload: own(p.payload),
-                            qos: p.qos as u8,
-                            retain: p.retain,
-                            received_at: SystemTime::now(),
-                            props: props.filter(|p| !p.is_empty()).map(Box::new),
-                        })
-                    }
-                    Event::Incoming(P::PubAck(a)) => Ev::PubAck {
-                        pkid: a.pkid,
-                        reason: puback_code(a.reason),
-                    },
-                    Event::Incoming(P::PubRec(a)) => Ev::PubRec {
-                        pkid: a.pkid,
-                        reason: pubrec_code(a.reason),
-                    },
-                    Event::Incoming(P::PubComp(a)) => Ev::PubComp {
-                        pkid: a.pkid,
-                        reason: if matches!(a.reason, r5::mqttbytes::v5::PubCompReason::Success) {
-                            0
-                        } else {
-                            0x92
-                        },
-                    },
-                    Event::Incoming(P::SubAck(s)) => Ev::SubAck {
-                        pkid: s.pkid,
-                        codes: s.return_codes.iter().map(|c| suback_code(*c)).collect(),
-                    },
-                    Event::Incoming(P::UnsubAck(u)) => Ev::UnsubAck { pkid: u.pkid },
-                    Event::Incoming(P::Disconnect(d)) => Ev::Disconnect {
-                        reason: format!("broker sent DISCONNECT ({:?})", d.reason_code),
-                    },
-                    Event::Outgoing(O::Publish(p)) => Ev::OutPublish(p),
-                    Event::Outgoing(O::Subscribe(p)) => Ev::OutSubscribe(p),
-                    Event::Outgoing(O::Unsubscribe(p)) => Ev::OutUnsubscribe(p),
-                    _ => Ev::Other,
-                })
-            }
-        }
-    }
-
-    /// Puts the plaintext password into the options just before a (re)connect.
-    fn arm_credentials(&mut self, spec: &ConnectSpec, vault: &Vault) {
-        let Some(user) = &spec.username else { return };
-        let pass = spec.password.as_ref().and_then(|s| vault.open(s).ok());
-        let pass = pass.as_ref().map(|p| p.expose()).unwrap_or("");
-        match self {
-            Loop::V4(el) => {
-                el.mqtt_options.set_credentials(user.clone(), pass);
-            }
-            Loop::V5(el) => {
-                el.options.set_credentials(user.clone(), pass);
-            }
-        }
-    }
-
-    /// Overwrites the stored password once the broker accepted it.
-    fn disarm_credentials(&mut self, spec: &ConnectSpec) {
-        let Some(user) = &spec.username else { return };
-        match self {
-            Loop::V4(el) => {
-                el.mqtt_options.set_credentials(user.clone(), "");
-            }
-            Loop::V5(el) => {
-                el.options.set_credentials(user.clone(), "");
-            }
-        }
-    }
-}
-
-fn puback_code(r: r5::mqttbytes::v5::PubAckReason) -> u8 {
-    use r5::mqttbytes::v5::PubAckReason as R;
-    match r {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
-}
-
-fn pubrec_code(r: r5::mqttbytes::v5::PubRecReason) -> u8 {
-    use r5::mqttbytes::v5::PubRecReason as R;
-    match r {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
-}
-
-fn suback_code(c: r5::mqttbytes::v5::SubscribeReasonCode) -> SubAckCode {
-    use r5::mqttbytes::v5::SubscribeReasonCode as C;
-    match c {
-        C::Success(q) => SubAckCode::Granted(q as u8),
-        C::Failure | C::Unspecified => SubAckCode::Refused(0x80),
-        C::ImplementationSpecific => SubAckCode::Refused(0x83),
-        C::NotAuthorized => SubAckCode::Refused(0x87),
-        C::TopicFilterInvalid => SubAckCode::Refused(0x8F),
-        C::PkidInUse => SubAckCode::Refused(0x91),
-        C::QuotaExceeded => SubAckCode::Refused(0x97),
-        C::SharedSubscriptionsNotSupported => SubAckCode::Refused(0x9E),
-        C::SubscriptionIdNotSupported => SubAckCode::Refused(0xA1),
-        C::WildcardSubscriptionsNotSupported => SubAckCode::Refused(0xA2),
-    }
-}
-
-fn map_io(addr: &str, e: std::io::Error) -> ConnectError {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        _ => ConnectError::Unreachable {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        },
-    }
-}
-
-/// Turns TLS failures, wherever rumqttc reports them, into advice.
-fn explain_tls(addr: &str, e: ConnectError) -> ConnectError {
-    let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-        "the broker's certificate is not signed by a trusted CA; set tls.ca_file to the CA that issued it"
-    } else if text.contains("NotValidForName") {
-        "the broker's certificate is not valid for this host name; connect with the name in the certificate"
-    } else if text.contains("Expired") {
-        "the broker's certificate has expired (or the clock is wrong)"
-    } else if text.contains("CertificateRequired") {
-        "the broker requires a client certificate; set tls.client_cert and tls.client_key"
-    } else if text.contains("alert")
-        && (text.contains("BadCertificate")
-            || text.contains("UnknownCA")
-            || text.contains("DecryptError"))
-    {
-        "the broker rejected the client certificate; check tls.client_cert and tls.client_key"
-    } else if text.contains("InvalidContentType") || text.contains("CorruptMessage") {
-        "the port does not speak TLS; use mqtt:// or the broker's TLS port"
-    } else {
-        return e;
-    };
-    let detail = match &e {
-        ConnectError::Tls { reason, .. } | ConnectError::Other { reason, .. } => reason.clone(),
-        _ => text,
-    };
-    ConnectError::Tls {
-        addr: addr.to_string(),
-        reason: format!("{hint} (details: {detail})"),
-    }
-}
-
-fn map_v4_err(addr: &str, e: rumqttc::ConnectionError) -> ConnectError {
-    use rumqttc::ConnectionError as E;
-    match e {
-        E::ConnectionRefused(code) => ConnectError::Refused(v4_connect_refusal(code)),
-        E::Io(io) => map_io(addr, io),
-        E::NetworkTimeout | E::FlushTimeout => ConnectError::Timeout {
-            addr: addr.to_string(),
-            ms: 0,
-        },
-        E::Tls(t) => ConnectError::Tls {
-            addr: addr.to_string(),
-            reason: t.to_string(),
-        },
-        E::MqttState(rumqttc::StateError::Io(io)) => map_io(addr, io),
-        E::MqttState(rumqttc::StateError::ConnectionAborted) => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        other => ConnectError::Other {
-            addr: addr.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
-    use r5::ConnectionError as E;
-    match e {
-        E::ConnectionRefused(code) => ConnectError::Refused(v5_connect_refusal(code)),
-        E::Io(io) => map_io(addr, io),
-        E::Timeout(_) => ConnectError::Timeout {
-            addr: addr.to_string(),
-            ms: 0,
-        },
-        E::Tls(t) => ConnectError::Tls {
-            addr: addr.to_string(),
-            reason: t.to_string(),
-        },
-        E::MqttState(r5::StateError::Io(io)) => map_io(addr, io),
-        E::MqttState(r5::StateError::ConnectionAborted) => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        other => ConnectError::Other {
-            addr: addr.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn build(spec: &ConnectSpec, protocol: Protocol, transport: &rumqttc::Transport) -> (Client, Loop) {
-    match protocol {
-        Protocol::V311 => {
-            let mut o =
-                rumqttc::MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
-            o.set_keep_alive(spec.keep_alive)
-                .set_clean_session(spec.clean_start)
-                .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-                .set_request_channel_capacity(REQUEST_CHANNEL)
-                .set_inflight(MAX_INFLIGHT);
-            o.set_transport(transport.clone());
-            let (c, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CHANNEL);
-            let mut net = rumqttc::NetworkOptions::new();
-            net.set_connection_timeout(spec.connect_timeout.as_secs().max(1));
-            net.set_tcp_nodelay(true);
-            el.set_network_options(net);
-            (Client::V4(c), Loop::V4(Box::new(el)))
-        }
-        Protocol::V5 => {
-            let mut o = r5::MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
-            o.set_keep_alive(spec.keep_alive)
-                .set_clean_start(spec.clean_start)
-                .set_max_packet_size(Some(MAX_PACKET as u32))
-                .set_request_channel_capacity(REQUEST_CHANNEL)
-                .set_connection_timeout(spec.connect_timeout.as_secs().max(1))
-                // rumqttc's v5 state preallocates one slot per possible
-                // in-flight packet id: 65,535 by default, 14 MB per session.
-                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
-            o.set_transport(transport.clone());
-            let mut net = rumqttc::NetworkOptions::new();
-            net.set_tcp_nodelay(true);
-            o.set_network_options(net);
-            let (c, el) = r5::AsyncClient::new(o, REQUEST_CHANNEL);
-            (Client::V5(c), Loop::V5(Box::new(el)))
-        }
-    }
-}
-
-/// Errors after which 3.1.1 is worth a try: refusals of the protocol, or a
-/// broker that closes the socket (what 3.1.1-only brokers often do with v5).
-fn worth_fallback(e: &ConnectError) -> bool {
-    match e {
-        ConnectError::Refused(r) => r.contains("ProtocolVersion"),
-        ConnectError::ClosedBeforeConnAck(_) | ConnectError::Other { .. } => true,
-        _ => false,
-    }
-}
-
-async fn first_connack(
-    el: &mut Loop,
-    spec: &ConnectSpec,
-    vault: &Vault,
-) -> Result<bool, ConnectError> {
-    el.arm_credentials(spec, vault);
-    let addr = format!("{}:{}", spec.host, spec.port);
-    let fut = async {
-        loop {
-            match el.poll().await? {
-                Ev::ConnAck { session_present } => return Ok(session_present),
-                _ => continue,
-            }
-        }
-    };
-    let res = match tokio::time::timeout(spec.connect_timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(ConnectError::Timeout {
-            addr: addr.clone(),
-            ms: spec.connect_timeout.as_millis(),
-        }),
-    };
-    el.disarm_credentials(spec);
-    res.map_err(|e| match e {
-        ConnectError::Timeout { addr, .. } => ConnectError::Timeout {
-            addr,
-            ms: spec.connect_timeout.as_millis(),
-        },
-        e => e,
-    })
-}
-
-/// Backoff between reconnect attempts: 100 ms doubling to 5 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
-}
-
 impl Connection {
     /// Connects (with fallback to 3.1.1 when allowed) and spawns the event task.
     /// Returns only after CONNACK.
@@ -862,18 +167,18 @@ impl Connection {
                     rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg))
                 }
             };
-            let (c, mut el) = build(&spec, spec.protocol, &transport);
-            match first_connack(&mut el, &spec, &vault).await {
+            let (c, mut el) = adapter::build(&spec, spec.protocol, &transport);
+            match adapter::first_connack(&mut el, &spec, &vault).await {
                 Ok(sp) => (c, el, spec.protocol, false, sp),
                 Err(e)
                     if spec.protocol == Protocol::V5
                         && spec.allow_fallback
-                        && worth_fallback(&e) =>
+                        && adapter::worth_fallback(&e) =>
                 {
                     tracing::debug!(error = %e, "MQTT 5 refused; trying 3.1.1");
                     drop(el);
-                    let (c, mut el) = build(&spec, Protocol::V311, &transport);
-                    match first_connack(&mut el, &spec, &vault).await {
+                    let (c, mut el) = adapter::build(&spec, Protocol::V311, &transport);
+                    match adapter::first_connack(&mut el, &spec, &vault).await {
                         Ok(sp) => (c, el, Protocol::V311, true, sp),
                         Err(e2) => return Err(e2),
                     }
@@ -881,9 +186,10 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         };
+        el.resume_sessions_from_now();
         let (state_tx, _) = tokio::sync::watch::channel(1);
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Waits::default()),
             status: Mutex::new(Status {
                 state: LinkState::Connected,
                 reconnects: 0,
@@ -973,37 +279,9 @@ impl Connection {
             .pending
             .lock()
             .map_err(|_| RequestError::Closed)?;
-        let sent = match &self.client {
-            Client::V4(c) => c
-                .try_publish(topic, qos4(qos), retain, payload)
-                .map_err(|e| e.to_string()),
-            Client::V5(c) => {
-                let pp = props.map(|v| r5::mqttbytes::v5::PublishProperties {
-                    payload_format_indicator: v.payload_format_indicator,
-                    message_expiry_interval: v.message_expiry_interval,
-                    response_topic: v.response_topic,
-                    correlation_data: v.correlation_data,
-                    user_properties: v.user_properties,
-                    content_type: v.content_type,
-                    ..Default::default()
-                });
-                match pp {
-                    Some(pp) => {
-                        c.try_publish_with_properties(topic, qos5(qos), retain, payload, pp)
-                    }
-                    None => c.try_publish(topic, qos5(qos), retain, payload),
-                }
-                .map_err(|e| e.to_string())
-            }
-        };
-        match sent {
-            Ok(()) => {
-                p.pub_fifo.push_back((qos, Some(tx)));
-                Ok(rx)
-            }
-            Err(e) if e.to_lowercase().contains("full") => Err(RequestError::Busy),
-            Err(_) => Err(RequestError::Closed),
-        }
+        self.client.publish(topic, payload, qos, retain, props)?;
+        p.publishes.submitted(qos, Some(tx));
+        Ok(rx)
     }
 
     /// Registers one route for `filters` and sends SUBSCRIBE for each (also
@@ -1133,27 +411,14 @@ impl Connection {
             .pending
             .lock()
             .map_err(|_| RequestError::Closed)?;
-        let res = match &self.client {
-            Client::V4(c) => c
-                .try_subscribe(filter, qos4(qos))
-                .map_err(|e| e.to_string()),
-            Client::V5(c) => c
-                .try_subscribe(filter, qos5(qos))
-                .map_err(|e| e.to_string()),
-        };
-        match res {
-            Ok(()) => {
-                if wait {
-                    let (tx, rx) = oneshot::channel();
-                    p.sub_fifo.push_back(Some(tx));
-                    Ok(Some(rx))
-                } else {
-                    p.sub_fifo.push_back(None);
-                    Ok(None)
-                }
-            }
-            Err(e) if e.to_lowercase().contains("full") => Err(RequestError::Busy),
-            Err(_) => Err(RequestError::Closed),
+        self.client.subscribe(filter, qos)?;
+        if wait {
+            let (tx, rx) = oneshot::channel();
+            p.subscribes.submitted(Some(tx));
+            Ok(Some(rx))
+        } else {
+            p.subscribes.submitted(None);
+            Ok(None)
         }
     }
 
@@ -1191,12 +456,8 @@ impl Connection {
             let Ok(mut p) = self.shared.pending.lock() else {
                 return;
             };
-            let res = match &self.client {
-                Client::V4(c) => c.try_unsubscribe(filter).is_ok(),
-                Client::V5(c) => c.try_unsubscribe(filter).is_ok(),
-            };
-            if res {
-                p.unsub_fifo.push_back(None);
+            if self.client.unsubscribe(&filter).is_ok() {
+                p.unsubscribes.submitted(None);
             }
         }
     }
@@ -1263,10 +524,7 @@ impl Connection {
         if let Ok(mut s) = self.shared.status.lock() {
             s.state = LinkState::Closed;
         }
-        let _ = match &self.client {
-            Client::V4(c) => c.try_disconnect().is_ok(),
-            Client::V5(c) => c.try_disconnect().is_ok(),
-        };
+        let _ = self.client.disconnect();
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(mut task) = task {
             if tokio::time::timeout(Duration::from_millis(300), &mut task)
@@ -1342,84 +600,58 @@ fn deliver(shared: &Shared, msg: Message) {
     }
 }
 
+/// Applies one event of the connection to the shared state.
 fn handle(shared: &Shared, ev: Ev) {
+    let ack = |pkid, ack, reason| {
+        if let Ok(mut p) = shared.pending.lock() {
+            resolve(
+                p.publishes
+                    .acknowledged(pkid, ack, reason)
+                    .into_iter()
+                    .collect(),
+            );
+        }
+    };
     match ev {
         Ev::Publish(m) => deliver(shared, m),
         Ev::OutPublish(pkid) => {
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if pkid != 0 && p.pub_by_pkid.contains_key(&pkid) {
-                return; // retransmission after reconnect
-            }
-            if let Some((qos, w)) = p.pub_fifo.pop_front() {
-                if qos == 0 || pkid == 0 {
-                    if let Some(w) = w {
-                        let _ = w.send(PublishOutcome::Sent);
-                    }
-                } else {
-                    p.pub_by_pkid.insert(pkid, w);
-                }
+            if let Ok(mut p) = shared.pending.lock() {
+                resolve(p.publishes.outgoing(pkid));
             }
         }
-        Ev::PubAck { pkid, reason } | Ev::PubComp { pkid, reason } => {
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if let Some(Some(w)) = p.pub_by_pkid.remove(&pkid) {
-                let _ = w.send(if reason >= 0x80 {
-                    PublishOutcome::Rejected {
-                        reason_code: reason,
-                    }
-                } else {
-                    PublishOutcome::Acknowledged {
-                        reason_code: reason,
-                    }
-                });
-            }
-        }
-        Ev::PubRec { pkid, reason } if reason >= 0x80 => {
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if let Some(Some(w)) = p.pub_by_pkid.remove(&pkid) {
-                let _ = w.send(PublishOutcome::Rejected {
-                    reason_code: reason,
-                });
-            }
-        }
+        Ev::PubAck { pkid, reason } => ack(pkid, Ack::PubAck, reason),
+        Ev::PubRec { pkid, reason } => ack(pkid, Ack::PubRec, reason),
+        Ev::PubComp { pkid, reason } => ack(pkid, Ack::PubComp, reason),
         Ev::OutSubscribe(pkid) => {
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if let Some(w) = p.sub_fifo.pop_front() {
-                p.sub_by_pkid.insert(pkid, w);
+            if let Ok(mut p) = shared.pending.lock() {
+                p.subscribes.outgoing(pkid);
             }
         }
         Ev::SubAck { pkid, codes } => {
             if let Ok(mut d) = shared.dollar_probe.lock() {
                 *d = None;
             }
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if let Some(Some(w)) = p.sub_by_pkid.remove(&pkid) {
+            let w = shared
+                .pending
+                .lock()
+                .ok()
+                .and_then(|mut p| p.subscribes.acknowledged(pkid));
+            if let Some(w) = w {
                 let _ = w.send(codes);
             }
         }
         Ev::OutUnsubscribe(pkid) => {
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if let Some(w) = p.unsub_fifo.pop_front() {
-                p.unsub_by_pkid.insert(pkid, w);
+            if let Ok(mut p) = shared.pending.lock() {
+                p.unsubscribes.outgoing(pkid);
             }
         }
         Ev::UnsubAck { pkid } => {
-            let Ok(mut p) = shared.pending.lock() else {
-                return;
-            };
-            if let Some(Some(w)) = p.unsub_by_pkid.remove(&pkid) {
+            let w = shared
+                .pending
+                .lock()
+                .ok()
+                .and_then(|mut p| p.unsubscribes.acknowledged(pkid));
+            if let Some(w) = w {
                 let _ = w.send(());
             }
         }
@@ -1436,15 +668,22 @@ async fn run_loop(
     conn: Connection,
 ) {
     let mut attempt: u32 = 0;
+    // What rumqttc had pending at the last drop, until the next CONNACK says
+    // whether the broker kept the session.
+    let mut held: Option<Held> = None;
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => break,
             ev = el.poll() => ev,
         };
         match ev {
-            Ok(Ev::ConnAck { .. }) => {
+            Ok(Ev::ConnAck { session_present }) => {
                 el.disarm_credentials(&spec);
                 attempt = 0;
+                if let Ok(mut p) = shared.pending.lock() {
+                    let client = conn.client.clone();
+                    resolve(el.resume(&client, session_present, held.take(), &mut p));
+                }
                 let epoch = {
                     let Ok(mut s) = shared.status.lock() else {
                         break;
@@ -1491,12 +730,16 @@ async fn run_loop(
                 if closed {
                     break;
                 }
-                // SUBSCRIBE/UNSUBSCRIBE already written die with the connection:
-                // release their waiters (an empty SUBACK means "lost").
-                if let Ok(mut p) = shared.pending.lock() {
-                    p.sub_by_pkid.clear();
-                    p.unsub_by_pkid.clear();
+                // What rumqttc read or wrote before the drop happened before
+                // it; then the ledger learns of the drop, and rumqttc's
+                // pending requests are ours until the next CONNACK.
+                for ev in el.drain_events() {
+                    handle(&shared, ev);
                 }
+                if let Ok(mut p) = shared.pending.lock() {
+                    p.connection_lost();
+                }
+                el.take_pending(&mut held);
                 if let Some(f) = shared.dollar_probe.lock().ok().and_then(|mut d| d.take()) {
                     tracing::warn!("the broker dropped the connection after a subscription to {f:?}; not using $ filters on it again");
                     shared.dollar_refused.store(true, Ordering::Relaxed);
@@ -1505,7 +748,7 @@ async fn run_loop(
                     }
                 }
                 tracing::warn!(client_id = %spec.client_id, error = %e, "connection to {}:{} lost; retrying", spec.host, spec.port);
-                let wait = backoff(attempt);
+                let wait = adapter::backoff(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -1520,36 +763,10 @@ async fn run_loop(
         s.state = LinkState::Closed;
     }
     // Wake every waiter: their requests will never be answered now.
-    if let Ok(mut p) = shared.pending.lock() {
-        *p = Pending::default();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0), Duration::from_millis(100));
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(10), Duration::from_millis(5_000));
-    }
-
-    #[test]
-    fn fallback_only_for_protocol_problems() {
-        assert!(worth_fallback(&ConnectError::ClosedBeforeConnAck(
-            "x".into()
-        )));
-        assert!(worth_fallback(&ConnectError::Refused(
-            "UnsupportedProtocolVersion".into()
-        )));
-        assert!(!worth_fallback(&ConnectError::Refused(
-            "BadUserNamePassword".into()
-        )));
-        assert!(!worth_fallback(&ConnectError::Unreachable {
-            addr: "x".into(),
-            reason: "y".into()
-        }));
-    }
+    let done = shared
+        .pending
+        .lock()
+        .map(|mut p| p.close())
+        .unwrap_or_default();
+    resolve(done);
 }

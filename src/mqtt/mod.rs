@@ -1,8 +1,11 @@
 //! MQTT: the connection task, broker URLs, topic names and filters.
 
+pub mod adapter;
 pub mod client;
 pub mod dedup;
 pub mod history;
+pub mod ledger;
+pub mod model;
 pub mod tls;
 pub mod topic;
 pub mod url;

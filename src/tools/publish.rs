@@ -2,7 +2,7 @@
 
 use super::common::{self, ms};
 use super::{params, results, ToolContext, ToolError};
-use crate::mqtt::client::{Protocol, PublishOutcome, V5Props};
+use crate::mqtt::client::{Protocol, PublishOutcome, UnknownReason, V5Props};
 use crate::payload;
 use bytes::Bytes;
 use serde_json::Value;
@@ -41,26 +41,29 @@ fn status(o: &PublishOutcome) -> &'static str {
         PublishOutcome::Sent => "sent",
         PublishOutcome::Acknowledged { .. } => "acknowledged",
         PublishOutcome::Rejected { .. } => "rejected",
+        PublishOutcome::Unknown { .. } => "unknown",
     }
 }
 
-/// Publishes and waits for what the protocol can tell; Ok(None) = unknown.
+/// Waits for what the protocol can tell about a publish, at most `wait`.
 pub(super) async fn await_outcome(
     ctx: &ToolContext,
     topic: &str,
     rx: tokio::sync::oneshot::Receiver<PublishOutcome>,
     wait: Duration,
-) -> Result<Option<PublishOutcome>, ToolError> {
+) -> Result<PublishOutcome, ToolError> {
+    let unknown = |reason| PublishOutcome::Unknown { reason };
     tokio::select! {
-        _ = ctx.cancel.cancelled() => Ok(None),
+        _ = ctx.cancel.cancelled() => Ok(unknown(UnknownReason::Cancelled)),
         r = tokio::time::timeout(wait, rx) => match r {
             Ok(Ok(PublishOutcome::Rejected { reason_code })) => Err(ToolError::Failed(format!(
                 "the broker rejected the publish to {topic:?} with reason code 0x{reason_code:02X}{}",
                 match reason_code { 0x87 => " (not authorized: the user may not publish there)", 0x90 => " (topic name invalid)", 0x97 => " (quota exceeded)", 0x99 => " (payload format invalid)", _ => "" }
             ))),
-            Ok(Ok(o)) => Ok(Some(o)),
-            // The connection task dropped the waiter (session closed) or time ran out.
-            Ok(Err(_)) | Err(_) => Ok(None),
+            Ok(Ok(o)) => Ok(o),
+            // The connection task ended without resolving it.
+            Ok(Err(_)) => Ok(unknown(UnknownReason::Closed)),
+            Err(_) => Ok(unknown(UnknownReason::Timeout)),
         }
     }
 }
@@ -103,11 +106,13 @@ pub(super) fn audit_publish(
     s: &crate::session::Session,
     topic: &str,
     size: usize,
-    outcome: &Result<Option<PublishOutcome>, ToolError>,
+    outcome: &Result<PublishOutcome, ToolError>,
 ) {
     match outcome {
-        Ok(Some(o)) => audit_word(ctx, s, topic, size, status(o), None),
-        Ok(None) => audit_word(ctx, s, topic, size, "unknown", None),
+        Ok(PublishOutcome::Unknown { reason }) => {
+            audit_word(ctx, s, topic, size, "unknown", Some(reason.explain()))
+        }
+        Ok(o) => audit_word(ctx, s, topic, size, status(o), None),
         Err(e) => audit_word(ctx, s, topic, size, "failed", Some(&e.to_string())),
     }
 }
@@ -188,13 +193,17 @@ pub async fn publish_message(
     audit_publish(ctx, &s, &p.topic, size, &outcome);
     let outcome = outcome?;
     let reason_code = match &outcome {
-        Some(PublishOutcome::Acknowledged { reason_code }) if conn.protocol() == Protocol::V5 => {
+        PublishOutcome::Acknowledged { reason_code } if conn.protocol() == Protocol::V5 => {
             Some(*reason_code as u64)
         }
         _ => None,
     };
     Ok(results::PublishMessage {
-        status: outcome.as_ref().map(status).unwrap_or("unknown").into(),
+        status: status(&outcome).into(),
+        unknown_reason: match &outcome {
+            PublishOutcome::Unknown { reason } => Some(reason.explain().into()),
+            _ => None,
+        },
         topic: p.topic,
         qos: qos as u64,
         retain,

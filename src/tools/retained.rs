@@ -104,10 +104,13 @@ pub async fn clear_retained(
             };
             super::publish::audit_publish(ctx, &s, t, 0, &outcome);
             match outcome {
-                Ok(Some(PublishOutcome::Acknowledged { .. })) | Ok(Some(PublishOutcome::Sent)) => {
-                    cleared += 1
+                Ok(PublishOutcome::Acknowledged { .. }) | Ok(PublishOutcome::Sent) => cleared += 1,
+                Ok(PublishOutcome::Unknown { reason }) => {
+                    failed.push(format!("{t}: no acknowledgement: {}", reason.explain()))
                 }
-                Ok(_) => failed.push(format!("{t}: no acknowledgement")),
+                Ok(PublishOutcome::Rejected { reason_code }) => {
+                    failed.push(format!("{t}: rejected (0x{reason_code:02X})"))
+                }
                 Err(e) => failed.push(format!("{t}: {e}")),
             }
             if ctx.cancel.is_cancelled() {
