@@ -584,6 +584,24 @@ impl Gen<'_> {
                 self.object(nested, hint, prop, dir);
                 hint.to_string()
             }
+            // A result object that only maps names to values of one schema is
+            // a sorted map: its output is deterministic. Arguments of that
+            // shape stay JSON objects, since the order a caller gave may
+            // matter (MQTT 5 user properties are ordered).
+            "object" if dir == Direction::Results && prop["additionalProperties"].is_object() => {
+                let (inner, inner_null) = self.rust_type(
+                    &prop["additionalProperties"],
+                    &format!("{hint}Value"),
+                    dir,
+                    nested,
+                    false,
+                );
+                if inner_null {
+                    format!("std::collections::BTreeMap<String, Option<{inner}>>")
+                } else {
+                    format!("std::collections::BTreeMap<String, {inner}>")
+                }
+            }
             _ => "serde_json::Value".to_string(),
         };
         (rust, nullable)

@@ -5,7 +5,7 @@ use super::common::{self, ms, Stop};
 use super::{params, results, ToolContext, ToolError};
 use crate::mqtt::client::Message;
 use crate::payload::{self, Format};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -380,12 +380,11 @@ pub async fn get_topic_schema(
             .into_iter()
             .map(|(path, f)| results::GetTopicSchemaFieldsItem {
                 path,
-                types: Value::Object(
-                    f.types
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), json!(v)))
-                        .collect::<Map<String, Value>>(),
-                ),
+                types: f
+                    .types
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), i64::try_from(*v).unwrap_or(i64::MAX)))
+                    .collect(),
                 present_in: f.present_in,
                 presence: if json_count == 0 {
                     0.0

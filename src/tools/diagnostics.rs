@@ -7,7 +7,7 @@ use crate::mqtt::client::{LinkState, PublishOutcome};
 use crate::payload;
 use crate::session::rfc3339;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -106,12 +106,7 @@ pub async fn test_connection(
                     if figures.is_empty() {
                         notes.push(format!("no $SYS messages within {} ms; the broker may not publish them or may not allow this user to read them", wait.as_millis()));
                     } else {
-                        sys = Some(Value::Object(
-                            figures
-                                .into_iter()
-                                .map(|(k, v)| (k, Value::String(v)))
-                                .collect::<Map<String, Value>>(),
-                        ));
+                        sys = Some(figures);
                     }
                 }
                 Err(e) => notes.push(format!("$SYS unavailable: {e}")),
