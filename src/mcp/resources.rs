@@ -246,33 +246,42 @@ pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcEr
             ))
         }
         Uri::Retained(_, f) => {
-            let tool = crate::tools::find("get_retained")
-                .ok_or_else(|| RpcError::new(code::INTERNAL_ERROR, "get_retained missing"))?;
+            // The get_retained handler itself, typed: no lookup by name, no
+            // JSON text to parse back. Its own windows (subscribe, settle,
+            // 20 s gather) bound it; the server's ceiling caps it as for a call.
             let ctx = crate::tools::ToolContext {
                 app: app.clone(),
                 cancel: Default::default(),
                 progress: None,
                 tool: "resources/read",
             };
-            let out = crate::tools::call(
-                &ctx,
-                tool,
-                json!({"session_id": s.id, "filter": f, "limit": 1000}),
-            )
-            .await;
-            let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-            if v["isError"] == json!(true) {
-                return Err(RpcError::new(
-                    code::INVALID_PARAMS,
-                    format!(
-                        "Invalid params: {}",
-                        v["content"][0]["text"]
-                            .as_str()
-                            .unwrap_or("cannot read retained messages")
-                    ),
-                ));
-            }
-            Ok(text_contents(uri, v["structuredContent"].clone()))
+            let args = crate::tools::params::GetRetained {
+                session_id: Some(s.id.clone()),
+                filter: Some(f.clone()),
+                limit: Some(1000),
+                settle_ms: None,
+                preview_bytes: None,
+                timeout_ms: None,
+            };
+            let ceiling = app.config.max_call_timeout;
+            let found =
+                tokio::time::timeout(ceiling, crate::tools::handlers::get_retained(&ctx, args))
+                    .await
+                    .map_err(|_| {
+                        RpcError::new(
+                            code::INTERNAL_ERROR,
+                            format!(
+                                "reading the retained messages did not finish within {} ms",
+                                ceiling.as_millis()
+                            ),
+                        )
+                    })?
+                    .map_err(|e| {
+                        RpcError::new(code::INVALID_PARAMS, format!("Invalid params: {e}"))
+                    })?;
+            let shown = serde_json::to_value(found)
+                .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;
+            Ok(text_contents(uri, shown))
         }
     }
 }
