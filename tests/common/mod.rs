@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod custom_mosquitto;
+pub mod http;
 pub mod interop;
 pub mod sshd;
 pub mod transcript;
@@ -69,9 +70,14 @@ impl Server {
     /// `serve --http 127.0.0.1:0 <extra>` with the embedded broker, and the
     /// HTTP port it logged (the OS picks it).
     pub fn embedded_http(extra: &[&str]) -> (Server, u16) {
+        Server::embedded_http_env(extra, &[])
+    }
+
+    /// Like `embedded_http`, with environment variables.
+    pub fn embedded_http_env(extra: &[&str], env: &[(&str, &str)]) -> (Server, u16) {
         let mut args = vec!["--http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let server = Server::embedded(&args);
+        let server = Server::embedded_env(&args, env);
         let marker = "MCP Streamable HTTP listening on http://127.0.0.1:";
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
