@@ -25,11 +25,15 @@
 //! Checked on every request, in this order: `Origin` (DNS rebinding: only
 //! loopback origins, 403), the bearer token when one is configured (401),
 //! `MCP-Protocol-Version` when present (400), the body size (413).
-//! Idle sessions expire after the broker-session TTL.
+//! Idle sessions expire after the broker-session TTL. The session cap (the
+//! idlest session without an open stream makes room; 503 when all are
+//! busy) and the header and body deadlines are in `limits.rs`.
 
 // The error of the request checks is the early HTTP answer itself (a cold
 // path); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
+
+mod limits;
 
 use crate::app::App;
 use crate::jsonrpc::{self, code, Id, Incoming, RpcError};
@@ -44,7 +48,7 @@ use axum::Router;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,12 +77,20 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// An HTTP session without requests or an open stream for this long is ended.
     pub idle_ttl: Duration,
-    /// Open HTTP sessions at most; `initialize` beyond it gets 503.
+    /// Open HTTP sessions at most (`--http-max-sessions`). At the cap, the
+    /// session idle the longest with no open stream is ended for a new one;
+    /// 503 only when every session is busy.
     pub max_sessions: usize,
     /// Server messages buffered for the SSE stream; more are dropped and counted.
     pub sse_buffer: usize,
     /// Longest wait for the answer to one POSTed request (504 after it).
     pub request_timeout: Duration,
+    /// Longest time for a request's headers to arrive, counted from when the
+    /// server starts waiting for them; the connection is closed after it, so
+    /// slow or silent clients cannot hold connections (slowloris).
+    pub header_timeout: Duration,
+    /// Longest time for a whole POST body to arrive (408 and close after it).
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -90,6 +102,8 @@ impl Default for HttpConfig {
             max_sessions: 64,
             sse_buffer: 256,
             request_timeout: Duration::from_secs(340),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -189,12 +203,9 @@ pub async fn serve(
             post(handle_post).get(handle_get).delete(handle_delete),
         )
         .with_state(shared.clone());
-    let stop = shared.stop.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .into_future(),
-    );
+    let (stop, cfg) = (shared.stop.clone(), shared.cfg.clone());
+    let mut server =
+        tokio::spawn(async move { limits::serve_connections(listener, router, &cfg, stop).await });
     tokio::pin!(shutdown);
     // Some only when the server stopped by itself (an I/O error).
     let early = tokio::select! {
@@ -251,7 +262,7 @@ async fn reap_idle(shared: Arc<Shared>) {
             let mut map = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
             let ids: Vec<String> = map
                 .values()
-                .filter(|s| s.idle_for() > ttl)
+                .filter(|s| s.idle_time().is_some_and(|d| d > ttl))
                 .map(|s| s.id.clone())
                 .collect();
             ids.iter().filter_map(|id| map.remove(id)).collect()
@@ -324,22 +335,31 @@ impl McpSession {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
-    /// Zero while a POST is in progress or an SSE stream is open.
-    fn idle_for(&self) -> Duration {
+    /// Time since the last request or stream, or `None` while busy: a POST
+    /// in progress, the SSE stream (GET) or a `subscriptions/listen` stream
+    /// open. A busy session is never reaped nor ended at the cap.
+    fn idle_time(&self) -> Option<Duration> {
         let listening = self
             .listener
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(|l| !l.is_closed());
-        if listening || self.active.load(Ordering::SeqCst) > 0 {
-            self.touch();
-            return Duration::ZERO;
-        }
-        self.last_used
+        let streaming = !self
+            .listens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+            .is_empty();
+        if listening || streaming || self.active.load(Ordering::SeqCst) > 0 {
+            self.touch();
+            return None;
+        }
+        Some(
+            self.last_used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed(),
+        )
     }
 
     /// Writes one message into the core as one line.
@@ -665,21 +685,12 @@ async fn handle_post(
         return r;
     }
     let limit = shared.cfg.max_body_bytes;
-    let too_large = || {
-        rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            code::INVALID_REQUEST,
-            format!(
-                "Payload Too Large: the body exceeds the limit of {limit} bytes (--max-line-bytes)"
-            ),
-        )
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return limits::body_refused(&limits::BodyError::TooLarge(limit));
     }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let json = ct.to_str().is_ok_and(|c| {
@@ -702,8 +713,9 @@ async fn handle_post(
             "Not Acceptable: the answer is application/json; list it in Accept",
         );
     }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
+    let bytes = match limits::read_body(body, limit, shared.cfg.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => return limits::body_refused(&e),
     };
     let value: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
@@ -779,9 +791,11 @@ async fn handle_post(
                 }
             }
             let new_session = method == "initialize" && headers.get(SESSION_HEADER).is_none();
+            // Held until the answer: a session being opened is busy.
+            let mut opening = None;
             let session = if new_session {
-                match open_session(&shared) {
-                    Ok(s) => s,
+                match limits::admit(&shared) {
+                    Ok(o) => opening.insert(o).0.clone(),
                     Err(r) => return r,
                 }
             } else {
@@ -1109,30 +1123,6 @@ fn gone() -> Response {
         code::INVALID_REQUEST,
         "Not Found: the session ended; send initialize without Mcp-Session-Id to start a new one",
     )
-}
-
-fn open_session(shared: &Shared) -> Result<Arc<McpSession>, Response> {
-    let mut map = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= shared.cfg.max_sessions {
-        return Err(rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::INVALID_REQUEST,
-            format!(
-                "Service Unavailable: {} HTTP sessions are open, the most this server allows; DELETE unused ones",
-                map.len()
-            ),
-        ));
-    }
-    let id = crate::secret::random_hex(16).map_err(|e| {
-        rpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            code::INTERNAL_ERROR,
-            format!("Internal error: no session id: {e}"),
-        )
-    })?;
-    let session = McpSession::start((shared.new_app)(), id.clone());
-    map.insert(id, session.clone());
-    Ok(session)
 }
 
 /// Sends a request into the session and waits for the answer with its id.

@@ -23,7 +23,8 @@
 //! - [`mcp::resources`]: live topics as MCP resources, prompts, completion.
 //! - [`http`]: the Streamable HTTP transport: one core server per HTTP
 //!   session over an in-memory pipe, SSE for server messages, Origin and
-//!   bearer-token checks.
+//!   bearer-token checks; `http/limits.rs`: the session cap and the header
+//!   and body deadlines.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -102,6 +102,9 @@ struct ServeArgs {
     /// Bearer token every HTTP request must carry (Authorization: Bearer TOKEN); required when --http is not a loopback address, checked whenever set. Prefer the environment variable: flags show in process lists.
     #[arg(long, env = "MQTT_MCP_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
+    /// Open HTTP sessions at most. At the cap, the session idle the longest with no request in progress and no open stream is ended for a new client; only when every session is busy does initialize get 503 with Retry-After.
+    #[arg(long, env = "MQTT_MCP_HTTP_MAX_SESSIONS", default_value_t = 64)]
+    http_max_sessions: usize,
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +287,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         let http = HttpSetup {
             addr,
             token: s.http_token.clone().map(SecretString::new),
+            max_sessions: s.http_max_sessions.max(1),
             config,
             vault,
             profiles,
@@ -327,6 +331,7 @@ async fn shutdown_signal() {
 struct HttpSetup {
     addr: std::net::SocketAddr,
     token: Option<SecretString>,
+    max_sessions: usize,
     config: ServerConfig,
     vault: std::sync::Arc<mqtt_mcp::secret::Vault>,
     profiles: mqtt_mcp::profiles::Profiles,
@@ -339,6 +344,7 @@ struct HttpSetup {
 async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
     let cfg = mqtt_mcp::http::HttpConfig {
         token: h.token,
+        max_sessions: h.max_sessions,
         max_body_bytes: h.config.max_line_bytes,
         idle_ttl: h.config.sessions.ttl,
         request_timeout: h.config.max_call_timeout + Duration::from_secs(10),
