@@ -5,6 +5,7 @@
 
 use super::ledger::{HeldKind, HeldRequest};
 use super::model::*;
+use super::reasons::*;
 use crate::secret::Vault;
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
@@ -72,44 +73,6 @@ fn qos5(q: u8) -> r5::mqttbytes::QoS {
         1 => r5::mqttbytes::QoS::AtLeastOnce,
         _ => r5::mqttbytes::QoS::ExactlyOnce,
     }
-}
-
-/// Wire values of MQTT 5 reason codes, for results and messages.
-fn v5_connect_refusal(code: r5::mqttbytes::v5::ConnectReturnCode) -> String {
-    use r5::mqttbytes::v5::ConnectReturnCode as C;
-    let hint = match code {
-        C::BadUserNamePassword => "bad user name or password; check username/password",
-        C::NotAuthorized => "not authorized; the user may not connect",
-        C::ClientIdentifierNotValid | C::BadClientId => {
-            "client id rejected; pass another client_id"
-        }
-        C::UnsupportedProtocolVersion | C::RefusedProtocolVersion => {
-            "protocol version not supported"
-        }
-        C::ServerUnavailable | C::ServiceUnavailable | C::ServerBusy => {
-            "the broker is unavailable or busy; retry later"
-        }
-        C::Banned => "this client is banned",
-        _ => "",
-    };
-    if hint.is_empty() {
-        format!("{code:?}")
-    } else {
-        format!("{code:?} ({hint})")
-    }
-}
-
-fn v4_connect_refusal(code: rumqttc::ConnectReturnCode) -> String {
-    use rumqttc::ConnectReturnCode as C;
-    let hint = match code {
-        C::BadUserNamePassword => "bad user name or password; check username/password",
-        C::NotAuthorized => "not authorized; the user may not connect",
-        C::BadClientId => "client id rejected; pass another client_id",
-        C::RefusedProtocolVersion => "protocol version not supported",
-        C::ServiceUnavailable => "the broker is unavailable; retry later",
-        C::Success => "",
-    };
-    format!("{code:?} ({hint})")
 }
 
 impl Loop {
@@ -503,145 +466,6 @@ impl Loop {
     }
 }
 
-fn puback_code(r: r5::mqttbytes::v5::PubAckReason) -> u8 {
-    use r5::mqttbytes::v5::PubAckReason as R;
-    match r {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
-}
-
-fn pubrec_code(r: r5::mqttbytes::v5::PubRecReason) -> u8 {
-    use r5::mqttbytes::v5::PubRecReason as R;
-    match r {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
-}
-
-fn suback_code(c: r5::mqttbytes::v5::SubscribeReasonCode) -> SubAckCode {
-    use r5::mqttbytes::v5::SubscribeReasonCode as C;
-    match c {
-        C::Success(q) => SubAckCode::Granted(q as u8),
-        C::Failure | C::Unspecified => SubAckCode::Refused(0x80),
-        C::ImplementationSpecific => SubAckCode::Refused(0x83),
-        C::NotAuthorized => SubAckCode::Refused(0x87),
-        C::TopicFilterInvalid => SubAckCode::Refused(0x8F),
-        C::PkidInUse => SubAckCode::Refused(0x91),
-        C::QuotaExceeded => SubAckCode::Refused(0x97),
-        C::SharedSubscriptionsNotSupported => SubAckCode::Refused(0x9E),
-        C::SubscriptionIdNotSupported => SubAckCode::Refused(0xA1),
-        C::WildcardSubscriptionsNotSupported => SubAckCode::Refused(0xA2),
-    }
-}
-
-fn map_io(addr: &str, e: std::io::Error) -> ConnectError {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        _ => ConnectError::Unreachable {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        },
-    }
-}
-
-/// Turns TLS failures, wherever rumqttc reports them, into advice.
-fn explain_tls(addr: &str, e: ConnectError) -> ConnectError {
-    let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-        "the broker's certificate is not signed by a trusted CA; set tls.ca_file to the CA that issued it"
-    } else if text.contains("NotValidForName") {
-        "the broker's certificate is not valid for this host name; connect with the name in the certificate"
-    } else if text.contains("Expired") {
-        "the broker's certificate has expired (or the clock is wrong)"
-    } else if text.contains("CertificateRequired") {
-        "the broker requires a client certificate; set tls.client_cert and tls.client_key"
-    } else if text.contains("alert")
-        && (text.contains("BadCertificate")
-            || text.contains("UnknownCA")
-            || text.contains("DecryptError"))
-    {
-        "the broker rejected the client certificate; check tls.client_cert and tls.client_key"
-    } else if text.contains("InvalidContentType") || text.contains("CorruptMessage") {
-        "the port does not speak TLS; use mqtt:// or the broker's TLS port"
-    } else {
-        return e;
-    };
-    let detail = match &e {
-        ConnectError::Tls { reason, .. } | ConnectError::Other { reason, .. } => reason.clone(),
-        _ => text,
-    };
-    ConnectError::Tls {
-        addr: addr.to_string(),
-        reason: format!("{hint} (details: {detail})"),
-    }
-}
-
-fn map_v4_err(addr: &str, e: rumqttc::ConnectionError) -> ConnectError {
-    use rumqttc::ConnectionError as E;
-    match e {
-        E::ConnectionRefused(code) => ConnectError::Refused(v4_connect_refusal(code)),
-        E::Io(io) => map_io(addr, io),
-        E::NetworkTimeout | E::FlushTimeout => ConnectError::Timeout {
-            addr: addr.to_string(),
-            ms: 0,
-        },
-        E::Tls(t) => ConnectError::Tls {
-            addr: addr.to_string(),
-            reason: t.to_string(),
-        },
-        E::MqttState(rumqttc::StateError::Io(io)) => map_io(addr, io),
-        E::MqttState(rumqttc::StateError::ConnectionAborted) => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        other => ConnectError::Other {
-            addr: addr.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
-    use r5::ConnectionError as E;
-    match e {
-        E::ConnectionRefused(code) => ConnectError::Refused(v5_connect_refusal(code)),
-        E::Io(io) => map_io(addr, io),
-        E::Timeout(_) => ConnectError::Timeout {
-            addr: addr.to_string(),
-            ms: 0,
-        },
-        E::Tls(t) => ConnectError::Tls {
-            addr: addr.to_string(),
-            reason: t.to_string(),
-        },
-        E::MqttState(r5::StateError::Io(io)) => map_io(addr, io),
-        E::MqttState(r5::StateError::ConnectionAborted) => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        other => ConnectError::Other {
-            addr: addr.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
-
 pub(crate) fn build(
     spec: &ConnectSpec,
     protocol: Protocol,
@@ -682,16 +506,6 @@ pub(crate) fn build(
             let (c, el) = r5::AsyncClient::new(o, REQUEST_CHANNEL);
             (Client::V5(c), Loop::V5(Box::new(el)))
         }
-    }
-}
-
-/// Errors after which 3.1.1 is worth a try: refusals of the protocol, or a
-/// broker that closes the socket (what 3.1.1-only brokers often do with v5).
-pub(crate) fn worth_fallback(e: &ConnectError) -> bool {
-    match e {
-        ConnectError::Refused(r) => r.contains("ProtocolVersion"),
-        ConnectError::ClosedBeforeConnAck(_) | ConnectError::Other { .. } => true,
-        _ => false,
     }
 }
 
@@ -741,22 +555,5 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_millis(100));
         assert_eq!(backoff(1), Duration::from_millis(200));
         assert_eq!(backoff(10), Duration::from_millis(5_000));
-    }
-
-    #[test]
-    fn fallback_only_for_protocol_problems() {
-        assert!(worth_fallback(&ConnectError::ClosedBeforeConnAck(
-            "x".into()
-        )));
-        assert!(worth_fallback(&ConnectError::Refused(
-            "UnsupportedProtocolVersion".into()
-        )));
-        assert!(!worth_fallback(&ConnectError::Refused(
-            "BadUserNamePassword".into()
-        )));
-        assert!(!worth_fallback(&ConnectError::Unreachable {
-            addr: "x".into(),
-            reason: "y".into()
-        }));
     }
 }

@@ -7,8 +7,8 @@
 //! task feeds the ledger every outgoing event and ack, and hands it control
 //! of rumqttc's pending requests at each drop and reconnect.
 
-use super::adapter::{self, Client, Ev, Held, Loop};
-use super::ledger::{Ack, Ledger, Resolution};
+use super::adapter::{self, Client};
+use super::ledger::{Ledger, Resolution};
 use crate::secret::Vault;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -49,17 +49,17 @@ impl Drop for Subscription {
 }
 
 /// A message route: where messages matching any of `filters` are delivered (once).
-struct Route {
+pub(super) struct Route {
     /// Route id (one per subscriber).
-    id: u64,
+    pub(super) id: u64,
     /// The MQTT filters to match topics against (shared subscriptions by inner filter).
-    filters: Vec<String>,
+    pub(super) filters: Vec<String>,
     /// Topics matching these filters are never delivered (policy denies).
-    exclude: Vec<String>,
+    pub(super) exclude: Vec<String>,
     /// Bounded delivery channel; full means the subscriber is slow.
-    tx: mpsc::Sender<Arc<Message>>,
+    pub(super) tx: mpsc::Sender<Arc<Message>>,
     /// Messages that did not fit into `tx`.
-    dropped: Arc<AtomicU64>,
+    pub(super) dropped: Arc<AtomicU64>,
 }
 
 /// Handle given to a subscriber; dropping it does not unsubscribe (call `unroute`).
@@ -74,7 +74,7 @@ pub struct RouteHandle {
 
 /// The ledger with the waiters the tools hold: an outcome per publish, the
 /// reason codes per SUBSCRIBE, nothing but the arrival of an UNSUBACK.
-type Waits =
+pub(super) type Waits =
     Ledger<oneshot::Sender<PublishOutcome>, oneshot::Sender<Vec<SubAckCode>>, oneshot::Sender<()>>;
 
 /// MQTT 5 session expiry asked for on external brokers: long enough to ride
@@ -83,48 +83,50 @@ type Waits =
 pub const SESSION_EXPIRY_SECS: u32 = 120;
 
 /// Sends each resolved outcome to its waiter (a waiter that gave up is fine).
-fn resolve(done: Vec<Resolution<oneshot::Sender<PublishOutcome>>>) {
+pub(super) fn resolve(done: Vec<Resolution<oneshot::Sender<PublishOutcome>>>) {
     for (w, outcome) in done {
         let _ = w.send(outcome);
     }
 }
 
-struct Status {
-    state: LinkState,
-    reconnects: u64,
-    last_error: Option<String>,
+/// The link as the tools see it.
+pub(super) struct Status {
+    pub(super) state: LinkState,
+    pub(super) reconnects: u64,
+    pub(super) last_error: Option<String>,
     /// Bumped on every (re)connect so subscribers can detect gaps.
-    epoch: u64,
+    pub(super) epoch: u64,
 }
 
 /// Broker-side subscriptions, reference-counted per filter, replayed on reconnect.
 #[derive(Default)]
-struct Filters {
-    by_filter: HashMap<String, (u8, usize)>,
+pub(super) struct Filters {
+    pub(super) by_filter: HashMap<String, (u8, usize)>,
 }
 
-struct Shared {
+/// What the handle and the event task share.
+pub(super) struct Shared {
     /// Who waits for which acknowledgement; also the lock that keeps the
     /// channel order and the ledger order the same.
-    pending: Mutex<Waits>,
-    status: Mutex<Status>,
-    routes: Mutex<Vec<Route>>,
-    filters: Mutex<Filters>,
-    next_route: AtomicU64,
-    received: AtomicU64,
-    state_tx: tokio::sync::watch::Sender<u64>,
+    pub(super) pending: Mutex<Waits>,
+    pub(super) status: Mutex<Status>,
+    pub(super) routes: Mutex<Vec<Route>>,
+    pub(super) filters: Mutex<Filters>,
+    pub(super) next_route: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) state_tx: tokio::sync::watch::Sender<u64>,
     /// Recent messages per topic (for `topic_history`).
-    history: Mutex<super::history::History>,
+    pub(super) history: Mutex<super::history::History>,
     /// A `$` filter whose SUBACK is outstanding; if the broker drops us
     /// meanwhile (rumqttd does), the filter is not replayed and `$` filters
     /// are refused from then on.
-    dollar_probe: Mutex<Option<String>>,
+    pub(super) dollar_probe: Mutex<Option<String>>,
     /// Set once the broker dropped us for a `$` filter.
-    dollar_refused: std::sync::atomic::AtomicBool,
+    pub(super) dollar_refused: std::sync::atomic::AtomicBool,
     /// Swallows the extra copies that overlapping subscriptions cause.
-    dedup: Mutex<super::dedup::Dedup>,
+    pub(super) dedup: Mutex<super::dedup::Dedup>,
     /// A connection to the embedded rumqttd.
-    embedded: std::sync::atomic::AtomicBool,
+    pub(super) embedded: std::sync::atomic::AtomicBool,
 }
 
 /// A live broker connection. Cheap to clone; the last clone does not close it:
@@ -132,7 +134,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,
-    client: Client,
+    pub(super) client: Client,
     protocol: Protocol,
     stop: CancellationToken,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -173,7 +175,7 @@ impl Connection {
                 Err(e)
                     if spec.protocol == Protocol::V5
                         && spec.allow_fallback
-                        && adapter::worth_fallback(&e) =>
+                        && super::reasons::worth_fallback(&e) =>
                 {
                     tracing::debug!(error = %e, "MQTT 5 refused; trying 3.1.1");
                     drop(el);
@@ -217,7 +219,7 @@ impl Connection {
         };
         let resub = conn.clone();
         let task = tokio::spawn(async move {
-            run_loop(&mut el, spec, vault, shared, stop, resub).await;
+            super::task::run_loop(&mut el, spec, vault, shared, stop, resub).await;
         });
         if let Ok(mut t) = conn.task.lock() {
             *t = Some(task);
@@ -400,7 +402,7 @@ impl Connection {
         Ok(sub)
     }
 
-    fn send_subscribe(
+    pub(super) fn send_subscribe(
         &self,
         filter: &str,
         qos: u8,
@@ -545,228 +547,4 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.stop.is_cancelled()
     }
-}
-
-fn deliver(shared: &Shared, msg: Message) {
-    shared.received.fetch_add(1, Ordering::Relaxed);
-    if !msg.retain {
-        let matching = shared
-            .filters
-            .lock()
-            .map(|f| {
-                f.by_filter
-                    .keys()
-                    .filter(|k| crate::mqtt::topic::matches(k, &msg.topic))
-                    .count()
-            })
-            .unwrap_or(1);
-        if matching > 1 {
-            let new = shared
-                .dedup
-                .lock()
-                .map(|mut d| {
-                    d.admit(
-                        &msg.topic,
-                        &msg.payload,
-                        matching,
-                        std::time::Instant::now(),
-                    )
-                })
-                .unwrap_or(true);
-            if !new {
-                return;
-            }
-        }
-    }
-    let msg = Arc::new(msg);
-    if let Ok(mut h) = shared.history.lock() {
-        h.record(&msg);
-    }
-    let Ok(routes) = shared.routes.lock() else {
-        return;
-    };
-    for r in routes.iter() {
-        if r.filters
-            .iter()
-            .any(|f| crate::mqtt::topic::matches(f, &msg.topic))
-            && !r
-                .exclude
-                .iter()
-                .any(|f| crate::mqtt::topic::matches(f, &msg.topic))
-            && r.tx.try_send(msg.clone()).is_err()
-        {
-            r.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Applies one event of the connection to the shared state.
-fn handle(shared: &Shared, ev: Ev) {
-    let ack = |pkid, ack, reason| {
-        if let Ok(mut p) = shared.pending.lock() {
-            resolve(
-                p.publishes
-                    .acknowledged(pkid, ack, reason)
-                    .into_iter()
-                    .collect(),
-            );
-        }
-    };
-    match ev {
-        Ev::Publish(m) => deliver(shared, m),
-        Ev::OutPublish(pkid) => {
-            if let Ok(mut p) = shared.pending.lock() {
-                resolve(p.publishes.outgoing(pkid));
-            }
-        }
-        Ev::PubAck { pkid, reason } => ack(pkid, Ack::PubAck, reason),
-        Ev::PubRec { pkid, reason } => ack(pkid, Ack::PubRec, reason),
-        Ev::PubComp { pkid, reason } => ack(pkid, Ack::PubComp, reason),
-        Ev::OutSubscribe(pkid) => {
-            if let Ok(mut p) = shared.pending.lock() {
-                p.subscribes.outgoing(pkid);
-            }
-        }
-        Ev::SubAck { pkid, codes } => {
-            if let Ok(mut d) = shared.dollar_probe.lock() {
-                *d = None;
-            }
-            let w = shared
-                .pending
-                .lock()
-                .ok()
-                .and_then(|mut p| p.subscribes.acknowledged(pkid));
-            if let Some(w) = w {
-                let _ = w.send(codes);
-            }
-        }
-        Ev::OutUnsubscribe(pkid) => {
-            if let Ok(mut p) = shared.pending.lock() {
-                p.unsubscribes.outgoing(pkid);
-            }
-        }
-        Ev::UnsubAck { pkid } => {
-            let w = shared
-                .pending
-                .lock()
-                .ok()
-                .and_then(|mut p| p.unsubscribes.acknowledged(pkid));
-            if let Some(w) = w {
-                let _ = w.send(());
-            }
-        }
-        _ => {}
-    }
-}
-
-async fn run_loop(
-    el: &mut Loop,
-    spec: ConnectSpec,
-    vault: Arc<Vault>,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-    conn: Connection,
-) {
-    let mut attempt: u32 = 0;
-    // What rumqttc had pending at the last drop, until the next CONNACK says
-    // whether the broker kept the session.
-    let mut held: Option<Held> = None;
-    loop {
-        let ev = tokio::select! {
-            _ = stop.cancelled() => break,
-            ev = el.poll() => ev,
-        };
-        match ev {
-            Ok(Ev::ConnAck { session_present }) => {
-                el.disarm_credentials(&spec);
-                attempt = 0;
-                if let Ok(mut p) = shared.pending.lock() {
-                    let client = conn.client.clone();
-                    resolve(el.resume(&client, session_present, held.take(), &mut p));
-                }
-                let epoch = {
-                    let Ok(mut s) = shared.status.lock() else {
-                        break;
-                    };
-                    if s.state == LinkState::Closed {
-                        break;
-                    }
-                    s.state = LinkState::Connected;
-                    s.reconnects += 1;
-                    s.epoch += 1;
-                    s.epoch
-                };
-                tracing::info!(client_id = %spec.client_id, "reconnected to {}:{}", spec.host, spec.port);
-                let _ = shared.state_tx.send(epoch);
-                // Clean sessions lose their subscriptions: replay them.
-                let filters: Vec<(String, u8)> = shared
-                    .filters
-                    .lock()
-                    .map(|f| f.by_filter.iter().map(|(k, v)| (k.clone(), v.0)).collect())
-                    .unwrap_or_default();
-                for (f, q) in filters {
-                    let _ = conn.send_subscribe(&f, q, false);
-                }
-            }
-            Ok(Ev::Disconnect { reason }) => {
-                if let Ok(mut s) = shared.status.lock() {
-                    s.last_error = Some(reason);
-                }
-            }
-            Ok(ev) => handle(&shared, ev),
-            Err(e) => {
-                let closed = {
-                    let Ok(mut s) = shared.status.lock() else {
-                        break;
-                    };
-                    if s.state == LinkState::Closed {
-                        true
-                    } else {
-                        s.state = LinkState::Reconnecting;
-                        s.last_error = Some(e.to_string());
-                        false
-                    }
-                };
-                if closed {
-                    break;
-                }
-                // What rumqttc read or wrote before the drop happened before
-                // it; then the ledger learns of the drop, and rumqttc's
-                // pending requests are ours until the next CONNACK.
-                for ev in el.drain_events() {
-                    handle(&shared, ev);
-                }
-                if let Ok(mut p) = shared.pending.lock() {
-                    p.connection_lost();
-                }
-                el.take_pending(&mut held);
-                if let Some(f) = shared.dollar_probe.lock().ok().and_then(|mut d| d.take()) {
-                    tracing::warn!("the broker dropped the connection after a subscription to {f:?}; not using $ filters on it again");
-                    shared.dollar_refused.store(true, Ordering::Relaxed);
-                    if let Ok(mut fs) = shared.filters.lock() {
-                        fs.by_filter.remove(&f);
-                    }
-                }
-                tracing::warn!(client_id = %spec.client_id, error = %e, "connection to {}:{} lost; retrying", spec.host, spec.port);
-                let wait = adapter::backoff(attempt);
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                el.arm_credentials(&spec, &vault);
-            }
-        }
-    }
-    el.disarm_credentials(&spec);
-    if let Ok(mut s) = shared.status.lock() {
-        s.state = LinkState::Closed;
-    }
-    // Wake every waiter: their requests will never be answered now.
-    let done = shared
-        .pending
-        .lock()
-        .map(|mut p| p.close())
-        .unwrap_or_default();
-    resolve(done);
 }

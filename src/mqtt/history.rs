@@ -2,7 +2,7 @@
 //! bounded by topics, by messages per topic and by bytes, oldest topic first
 //! out, so a busy broker cannot grow it.
 
-use super::client::Message;
+use super::model::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 

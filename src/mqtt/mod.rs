@@ -6,6 +6,8 @@ pub mod dedup;
 pub mod history;
 pub mod ledger;
 pub mod model;
+pub mod reasons;
+pub mod task;
 pub mod tls;
 pub mod topic;
 pub mod url;
