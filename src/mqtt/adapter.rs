@@ -85,7 +85,8 @@ impl Loop {
                     Err(e) => {
                         let (host, port) = el.mqtt_options.broker_address();
                         let addr = format!("{host}:{port}");
-                        return Err(explain_tls(&addr, map_v4_err(&addr, e)));
+                        let hint = tls_advice(&e);
+                        return Err(explain_tls(&addr, hint, map_v4_err(&addr, e)));
                     }
                 };
                 Ok(ev4(ev))
@@ -96,7 +97,8 @@ impl Loop {
                     Err(e) => {
                         let (host, port) = el.options.broker_address();
                         let addr = format!("{host}:{port}");
-                        return Err(explain_tls(&addr, map_v5_err(&addr, e)));
+                        let hint = tls_advice(&e);
+                        return Err(explain_tls(&addr, hint, map_v5_err(&addr, e)));
                     }
                 };
                 Ok(ev5(ev))
@@ -291,15 +293,18 @@ impl HeldRequest for r5::Request {
     }
 }
 
-/// Why a request could not enter rumqttc's channel.
-fn request_error(e: impl std::fmt::Display) -> RequestError {
-    // rumqttc reports both a full and a closed channel as one error type;
-    // only its text tells them apart.
-    if e.to_string().to_lowercase().contains("full") {
-        RequestError::Busy
-    } else {
-        RequestError::Closed
-    }
+/// rumqttc's channel did not take a request. rumqttc reports a full and a
+/// closed channel alike (`ClientError::TryRequest`), so the handle, which
+/// knows whether its event task is alive, decides which it was.
+#[derive(Debug)]
+pub(crate) struct ChannelRefused;
+
+fn request_error(_: rumqttc::ClientError) -> ChannelRefused {
+    ChannelRefused
+}
+
+fn request_error5(_: r5::ClientError) -> ChannelRefused {
+    ChannelRefused
 }
 
 impl Client {
@@ -311,7 +316,7 @@ impl Client {
         qos: u8,
         retain: bool,
         props: Option<V5Props>,
-    ) -> Result<(), RequestError> {
+    ) -> Result<(), ChannelRefused> {
         match self {
             Client::V4(c) => c
                 .try_publish(topic, qos4(qos), retain, payload)
@@ -332,32 +337,32 @@ impl Client {
                     }
                     None => c.try_publish(topic, qos5(qos), retain, payload),
                 }
-                .map_err(request_error)
+                .map_err(request_error5)
             }
         }
     }
 
     /// Queues a SUBSCRIBE for one filter.
-    pub(crate) fn subscribe(&self, filter: &str, qos: u8) -> Result<(), RequestError> {
+    pub(crate) fn subscribe(&self, filter: &str, qos: u8) -> Result<(), ChannelRefused> {
         match self {
             Client::V4(c) => c.try_subscribe(filter, qos4(qos)).map_err(request_error),
-            Client::V5(c) => c.try_subscribe(filter, qos5(qos)).map_err(request_error),
+            Client::V5(c) => c.try_subscribe(filter, qos5(qos)).map_err(request_error5),
         }
     }
 
     /// Queues an UNSUBSCRIBE for one filter.
-    pub(crate) fn unsubscribe(&self, filter: &str) -> Result<(), RequestError> {
+    pub(crate) fn unsubscribe(&self, filter: &str) -> Result<(), ChannelRefused> {
         match self {
             Client::V4(c) => c.try_unsubscribe(filter).map_err(request_error),
-            Client::V5(c) => c.try_unsubscribe(filter).map_err(request_error),
+            Client::V5(c) => c.try_unsubscribe(filter).map_err(request_error5),
         }
     }
 
     /// Queues a DISCONNECT.
-    pub(crate) fn disconnect(&self) -> Result<(), RequestError> {
+    pub(crate) fn disconnect(&self) -> Result<(), ChannelRefused> {
         match self {
             Client::V4(c) => c.try_disconnect().map_err(request_error),
-            Client::V5(c) => c.try_disconnect().map_err(request_error),
+            Client::V5(c) => c.try_disconnect().map_err(request_error5),
         }
     }
 }

@@ -281,7 +281,9 @@ impl Connection {
             .pending
             .lock()
             .map_err(|_| RequestError::Closed)?;
-        self.client.publish(topic, payload, qos, retain, props)?;
+        self.client
+            .publish(topic, payload, qos, retain, props)
+            .map_err(|_| self.refused())?;
         p.publishes.submitted(qos, Some(tx));
         Ok(rx)
     }
@@ -413,7 +415,9 @@ impl Connection {
             .pending
             .lock()
             .map_err(|_| RequestError::Closed)?;
-        self.client.subscribe(filter, qos)?;
+        self.client
+            .subscribe(filter, qos)
+            .map_err(|_| self.refused())?;
         if wait {
             let (tx, rx) = oneshot::channel();
             p.subscribes.submitted(Some(tx));
@@ -540,6 +544,21 @@ impl Connection {
         self.stop.cancel();
         if let Ok(mut r) = self.shared.routes.lock() {
             r.clear();
+        }
+    }
+
+    /// Why rumqttc's channel refused a request: while the event task runs it
+    /// can only have been full.
+    fn refused(&self) -> RequestError {
+        let running = self
+            .task
+            .lock()
+            .map(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
+            .unwrap_or(false);
+        if self.stop.is_cancelled() || !running {
+            RequestError::Closed
+        } else {
+            RequestError::Busy
         }
     }
 

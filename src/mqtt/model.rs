@@ -123,8 +123,13 @@ impl LinkState {
 #[non_exhaustive]
 pub enum ConnectError {
     /// The broker answered CONNACK with a refusal.
-    #[error("the broker refused the connection: {0}")]
-    Refused(String),
+    #[error("the broker refused the connection: {reason}")]
+    Refused {
+        /// The CONNACK code and what to change.
+        reason: String,
+        /// True when the refusal names the protocol version (3.1.1 may work).
+        protocol_version: bool,
+    },
     /// TCP connect failed.
     #[error("cannot reach {addr}: {reason}. Check host and port, and that the broker is running")]
     Unreachable {

@@ -102,31 +102,58 @@ pub(super) fn map_io(addr: &str, e: std::io::Error) -> ConnectError {
     }
 }
 
-/// Turns TLS failures, wherever rumqttc reports them, into advice.
-pub(super) fn explain_tls(addr: &str, e: ConnectError) -> ConnectError {
-    let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-        "the broker's certificate is not signed by a trusted CA; set tls.ca_file to the CA that issued it"
-    } else if text.contains("NotValidForName") {
-        "the broker's certificate is not valid for this host name; connect with the name in the certificate"
-    } else if text.contains("Expired") {
-        "the broker's certificate has expired (or the clock is wrong)"
-    } else if text.contains("CertificateRequired") {
-        "the broker requires a client certificate; set tls.client_cert and tls.client_key"
-    } else if text.contains("alert")
-        && (text.contains("BadCertificate")
-            || text.contains("UnknownCA")
-            || text.contains("DecryptError"))
-    {
-        "the broker rejected the client certificate; check tls.client_cert and tls.client_key"
-    } else if text.contains("InvalidContentType") || text.contains("CorruptMessage") {
-        "the port does not speak TLS; use mqtt:// or the broker's TLS port"
-    } else {
+/// The rustls error somewhere in `e`'s chain: rumqttc wraps it in its TLS
+/// error, or tokio-rustls in an I/O error, depending on the stage.
+fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    for _ in 0..8 {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            e = inner;
+            continue;
+        }
+        e = e.source()?;
+    }
+    None
+}
+
+/// Advice for a TLS failure, decided by the kind of rustls error.
+pub(super) fn tls_advice(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+    Some(match rustls_error(e)? {
+        R::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "the broker's certificate is not signed by a trusted CA; set tls.ca_file to the CA that issued it"
+        }
+        R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the broker's certificate is not valid for this host name; connect with the name in the certificate"
+        }
+        R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the broker's certificate has expired (or the clock is wrong)"
+        }
+        R::AlertReceived(A::CertificateRequired) => {
+            "the broker requires a client certificate; set tls.client_cert and tls.client_key"
+        }
+        R::AlertReceived(A::BadCertificate | A::UnknownCA | A::DecryptError) => {
+            "the broker rejected the client certificate; check tls.client_cert and tls.client_key"
+        }
+        R::InvalidMessage(_) => "the port does not speak TLS; use mqtt:// or the broker's TLS port",
+        _ => return None,
+    })
+}
+
+/// Puts the advice for a TLS failure (from [`tls_advice`]) in front of
+/// what rumqttc said.
+pub(super) fn explain_tls(addr: &str, hint: Option<&'static str>, e: ConnectError) -> ConnectError {
+    let Some(hint) = hint else {
         return e;
     };
     let detail = match &e {
         ConnectError::Tls { reason, .. } | ConnectError::Other { reason, .. } => reason.clone(),
-        _ => text,
+        _ => e.to_string(),
     };
     ConnectError::Tls {
         addr: addr.to_string(),
@@ -137,7 +164,10 @@ pub(super) fn explain_tls(addr: &str, e: ConnectError) -> ConnectError {
 pub(super) fn map_v4_err(addr: &str, e: rumqttc::ConnectionError) -> ConnectError {
     use rumqttc::ConnectionError as E;
     match e {
-        E::ConnectionRefused(code) => ConnectError::Refused(v4_connect_refusal(code)),
+        E::ConnectionRefused(code) => ConnectError::Refused {
+            reason: v4_connect_refusal(code),
+            protocol_version: code == rumqttc::ConnectReturnCode::RefusedProtocolVersion,
+        },
         E::Io(io) => map_io(addr, io),
         E::NetworkTimeout | E::FlushTimeout => ConnectError::Timeout {
             addr: addr.to_string(),
@@ -161,7 +191,16 @@ pub(super) fn map_v4_err(addr: &str, e: rumqttc::ConnectionError) -> ConnectErro
 pub(super) fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
     use r5::ConnectionError as E;
     match e {
-        E::ConnectionRefused(code) => ConnectError::Refused(v5_connect_refusal(code)),
+        E::ConnectionRefused(code) => {
+            use r5::mqttbytes::v5::ConnectReturnCode as C;
+            ConnectError::Refused {
+                reason: v5_connect_refusal(code),
+                protocol_version: matches!(
+                    code,
+                    C::UnsupportedProtocolVersion | C::RefusedProtocolVersion
+                ),
+            }
+        }
         E::Io(io) => map_io(addr, io),
         E::Timeout(_) => ConnectError::Timeout {
             addr: addr.to_string(),
@@ -186,7 +225,9 @@ pub(super) fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
 /// broker that closes the socket (what 3.1.1-only brokers often do with v5).
 pub(crate) fn worth_fallback(e: &ConnectError) -> bool {
     match e {
-        ConnectError::Refused(r) => r.contains("ProtocolVersion"),
+        ConnectError::Refused {
+            protocol_version, ..
+        } => *protocol_version,
         ConnectError::ClosedBeforeConnAck(_) | ConnectError::Other { .. } => true,
         _ => false,
     }
@@ -201,12 +242,14 @@ mod tests {
         assert!(worth_fallback(&ConnectError::ClosedBeforeConnAck(
             "x".into()
         )));
-        assert!(worth_fallback(&ConnectError::Refused(
-            "UnsupportedProtocolVersion".into()
-        )));
-        assert!(!worth_fallback(&ConnectError::Refused(
-            "BadUserNamePassword".into()
-        )));
+        assert!(worth_fallback(&ConnectError::Refused {
+            reason: "x".into(),
+            protocol_version: true
+        }));
+        assert!(!worth_fallback(&ConnectError::Refused {
+            reason: "UnsupportedProtocolVersion".into(),
+            protocol_version: false
+        }));
         assert!(!worth_fallback(&ConnectError::Unreachable {
             addr: "x".into(),
             reason: "y".into()
