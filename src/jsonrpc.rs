@@ -38,12 +38,22 @@ impl Id {
         }
     }
 
-    fn from_value(v: &Value) -> Option<Id> {
+    /// The id a JSON value names; None for anything but a string or a number.
+    pub fn from_value(v: &Value) -> Option<Id> {
         match v {
             Value::String(s) => Some(Id::String(s.clone())),
             Value::Number(n) => Some(Id::Number(n.to_string())),
             _ => None,
         }
+    }
+}
+
+/// Ids inside params (`notifications/cancelled`'s `requestId`) are read by
+/// the same rule as the message's own id.
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <Value as serde::Deserialize>::deserialize(d)?;
+        Id::from_value(&v).ok_or_else(|| serde::de::Error::custom("an id is a string or a number"))
     }
 }
 

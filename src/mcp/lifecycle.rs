@@ -8,6 +8,8 @@
 //! [`era`] decides per request which rules apply; a request without the
 //! modern `_meta` keys is served exactly as before.
 
+use super::method::{Method, RequestMethod};
+use super::params::{self, Field};
 use crate::jsonrpc::{code, RpcError};
 use crate::tools::TOOLS;
 use serde_json::{json, Value};
@@ -59,7 +61,10 @@ fn invalid_meta(method: &str, what: &str) -> RpcError {
     )
 }
 
-/// Decides the era of one request from its `_meta`.
+/// Decides the era of one request from its `_meta`: the one place that
+/// does (the stdio loop calls it for every request; `http.rs` still reads
+/// the `_meta` version itself to route a request without a session).
+/// `method` is the request's method, parsed or as sent.
 ///
 /// - `initialize` always opens the handshake era.
 /// - `_meta` naming 2026-07-28 selects the stateless rules; its required
@@ -68,14 +73,21 @@ fn invalid_meta(method: &str, what: &str) -> RpcError {
 /// - No version in `_meta`, or a handshake-era one, leaves the request to the
 ///   handshake rules, unchanged; `server/discover` exists only in 2026-07-28,
 ///   so without a valid stateless `_meta` it is -32602.
-pub fn era(method: &str, params: Option<&Value>) -> Result<Era, RpcError> {
-    if method == "initialize" {
+pub fn era<'a>(
+    method: impl Into<RequestMethod<'a>>,
+    params: Option<&Value>,
+) -> Result<Era, RpcError> {
+    let method = method.into();
+    let known = method.known();
+    if known == Some(Method::Initialize) {
         return Ok(Era::Handshake);
     }
+    let is_discover = known == Some(Method::ServerDiscover);
+    let method = method.name();
     let meta = params.and_then(|p| p.get("_meta"));
     let version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION));
     let version = match version {
-        None if method == "server/discover" => {
+        None if is_discover => {
             return Err(invalid_meta(
                 method,
                 &format!("\"{META_PROTOCOL_VERSION}\""),
@@ -91,7 +103,7 @@ pub fn era(method: &str, params: Option<&Value>) -> Result<Era, RpcError> {
         }
     };
     if SUPPORTED_PROTOCOL_VERSIONS.contains(&version) {
-        if method == "server/discover" {
+        if is_discover {
             return Err(invalid_meta(
                 method,
                 &format!("\"{META_PROTOCOL_VERSION}\": \"{STATELESS_PROTOCOL_VERSION}\" (version {version} negotiates with initialize)"),
@@ -235,7 +247,7 @@ pub fn discover() -> Value {
             "serverInfo": server_info(),
             "instructions": INSTRUCTIONS
         }),
-        Some(CACHE_STATIC),
+        Method::ServerDiscover.facts().cache,
     )
 }
 
@@ -243,10 +255,14 @@ const INSTRUCTIONS: &str = "This server gives you an MQTT broker. A session name
 
 /// Answers `initialize`: returns the negotiated version and the result.
 pub fn initialize(params: Option<&Value>) -> Result<(&'static str, Value), RpcError> {
-    let requested = params
-        .and_then(|p| p.get("protocolVersion"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: initialize needs params.protocolVersion (for example \"2025-11-25\")"))?;
+    let params::Initialize {
+        protocol_version: requested,
+    } = params::parse(params).ok_or_else(|| {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: initialize needs params.protocolVersion (for example \"2025-11-25\")",
+        )
+    })?;
     let version = SUPPORTED_PROTOCOL_VERSIONS
         .iter()
         .copied()
@@ -285,10 +301,11 @@ pub fn tools_list(
     listed: impl Fn(&str) -> bool,
 ) -> Result<Value, RpcError> {
     let all: Vec<&crate::tools::ToolDef> = TOOLS.iter().filter(|t| listed(t.name)).collect();
-    let start = match params.and_then(|p| p.get("cursor")) {
-        None | Some(Value::Null) => 0,
-        Some(Value::String(c)) => parse_cursor(c, all.len()).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous tools/list answer, or none"))?,
-        Some(_) => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: cursor must be a string")),
+    let list: params::List = params::parse(params).unwrap_or_default();
+    let start = match list.cursor {
+        Field::Absent | Field::Valid(None) => 0,
+        Field::Valid(Some(c)) => parse_cursor(&c, all.len()).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous tools/list answer, or none"))?,
+        Field::Invalid => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: cursor must be a string")),
     };
     let page = page.max(1);
     let end = (start + page).min(all.len());

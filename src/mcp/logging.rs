@@ -126,7 +126,7 @@ pub fn forward(
                     });
                     // Never block the server on a slow client for a log line.
                     let _ = out.try_send(crate::jsonrpc::notification(
-                        "notifications/message",
+                        super::Method::LogMessage.name(),
                         params,
                     ));
                 }

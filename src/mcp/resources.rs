@@ -7,6 +7,8 @@
 //! topic resource subscribes on the broker; updates are coalesced per
 //! resource to one notification per interval.
 
+use super::method::Method;
+use super::params::{self, Field};
 use crate::app::App;
 use crate::jsonrpc::{code, RpcError};
 use crate::mqtt::topic;
@@ -157,10 +159,11 @@ pub async fn list(app: &App, params: Option<&Value>) -> Result<Value, RpcError> 
             all.push(json!({"uri": Uri::Topic(s.id.clone(), t.clone()).render(), "name": t, "mimeType": "application/json"}));
         }
     }
-    let start = match params.and_then(|p| p.get("cursor")) {
-        None | Some(Value::Null) => 0,
-        Some(Value::String(c)) => c.strip_prefix('r').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0 && *n < all.len()).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous resources/list answer"))?,
-        Some(_) => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: cursor must be a string")),
+    let list: params::List = params::parse(params).unwrap_or_default();
+    let start = match list.cursor {
+        Field::Absent | Field::Valid(None) => 0,
+        Field::Valid(Some(c)) => c.strip_prefix('r').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0 && *n < all.len()).ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "Invalid params: unknown cursor; pass the nextCursor of the previous resources/list answer"))?,
+        Field::Invalid => return Err(RpcError::new(code::INVALID_PARAMS, "Invalid params: cursor must be a string")),
     };
     let end = (start + PAGE).min(all.len());
     let mut out = json!({ "resources": all[start..end].to_vec() });
@@ -176,15 +179,13 @@ fn text_contents(uri: &str, v: Value) -> Value {
 
 /// `resources/read`.
 pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcError> {
-    let uri = params
-        .and_then(|p| p.get("uri"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            RpcError::new(
-                code::INVALID_PARAMS,
-                "Invalid params: resources/read needs params.uri",
-            )
-        })?;
+    let params::Resource { uri } = params::parse(params).ok_or_else(|| {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: resources/read needs params.uri",
+        )
+    })?;
+    let uri = uri.as_str();
     let u = Uri::parse(uri).ok_or_else(|| {
         not_found(
             uri,
@@ -253,7 +254,7 @@ pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcEr
                 app: app.clone(),
                 cancel: Default::default(),
                 progress: None,
-                tool: "resources/read",
+                tool: Method::ResourcesRead.name(),
             };
             let args = crate::tools::params::GetRetained {
                 session_id: Some(s.id.clone()),
@@ -394,7 +395,7 @@ pub async fn subscribe(
                 last_sent = Some(now);
                 if emit.updated {
                     let _ = out.try_send(crate::jsonrpc::notification(
-                        "notifications/resources/updated",
+                        Method::ResourceUpdated.name(),
                         emit.params(json!({ "uri": uri })),
                     ));
                 }
@@ -405,7 +406,7 @@ pub async fn subscribe(
                     if n != known {
                         known = n;
                         let _ = out.try_send(crate::jsonrpc::notification(
-                            "notifications/resources/list_changed",
+                            Method::ResourceListChanged.name(),
                             emit.params(json!({})),
                         ));
                     }
@@ -432,7 +433,7 @@ pub fn prompts() -> Value {
     ]})
 }
 
-fn arg<'a>(args: &'a Value, name: &str) -> Option<&'a str> {
+fn arg<'a>(args: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
     args.get(name)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
@@ -440,21 +441,17 @@ fn arg<'a>(args: &'a Value, name: &str) -> Option<&'a str> {
 
 /// `prompts/get`.
 pub fn get_prompt(params: Option<&Value>) -> Result<Value, RpcError> {
-    let name = params
-        .and_then(|p| p.get("name"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            RpcError::new(
-                code::INVALID_PARAMS,
-                "Invalid params: prompts/get needs params.name",
-            )
-        })?;
-    let empty = json!({});
-    let args = params.and_then(|p| p.get("arguments")).unwrap_or(&empty);
+    let params::PromptsGet { name, arguments } = params::parse(params).ok_or_else(|| {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: prompts/get needs params.name",
+        )
+    })?;
+    let args = &arguments.into_valid().unwrap_or_default();
     let sess = arg(args, "session_id")
         .map(|s| format!(" Use session_id \"{s}\" in every call."))
         .unwrap_or_default();
-    let (description, text) = match name {
+    let (description, text) = match name.as_str() {
         "explore_broker" => {
             let filter = arg(args, "filter").unwrap_or("#");
             ("Map the topic tree and summarise the devices", format!(
@@ -484,26 +481,39 @@ pub fn get_prompt(params: Option<&Value>) -> Result<Value, RpcError> {
 
 /// `completion/complete` for prompt arguments and resource template variables.
 pub async fn complete(app: &App, params: Option<&Value>) -> Result<Value, RpcError> {
-    let p = params.ok_or_else(|| {
-        RpcError::new(
+    if params.is_none() {
+        return Err(RpcError::new(
             code::INVALID_PARAMS,
             "Invalid params: completion/complete needs ref and argument",
-        )
-    })?;
-    let r = &p["ref"];
-    let arg_name = p["argument"]["name"].as_str().ok_or_else(|| {
+        ));
+    }
+    // Params that are not an object lack `argument.name`, like an empty one.
+    let p: params::Complete = params::parse(params).unwrap_or_default();
+    let argument = p.argument.into_valid().map(|a| a.0).unwrap_or_default();
+    let reference = p.reference.into_valid().map(|r| r.0).unwrap_or_default();
+    let arg_name = argument.name.valid().ok_or_else(|| {
         RpcError::new(
             code::INVALID_PARAMS,
             "Invalid params: argument.name is required",
         )
     })?;
-    let value = p["argument"]["value"].as_str().unwrap_or("");
-    let known_prompt = |n: &str| matches!(n, "explore_broker" | "debug_device" | "watch_topic");
-    let kind = match r["type"].as_str() {
-        Some("ref/prompt") if r["name"].as_str().is_some_and(known_prompt) => arg_name,
+    let value = argument.value.valid().map_or("", String::as_str);
+    let known_prompt = |n: &String| {
+        matches!(
+            n.as_str(),
+            "explore_broker" | "debug_device" | "watch_topic"
+        )
+    };
+    let kind = match reference.kind.valid().map(String::as_str) {
+        Some("ref/prompt") if reference.name.valid().is_some_and(known_prompt) => arg_name.as_str(),
         Some("ref/prompt") => "",
-        Some("ref/resource") if r["uri"].as_str().is_some_and(|u| u.starts_with("mqtt://")) => {
-            arg_name
+        Some("ref/resource")
+            if reference
+                .uri
+                .valid()
+                .is_some_and(|u| u.starts_with("mqtt://")) =>
+        {
+            arg_name.as_str()
         }
         Some("ref/resource") => "",
         _ => {

@@ -1,0 +1,208 @@
+//! Runs one admitted request: the one `match` over [`Method`], then the
+//! era's finish (2026-07-28 results carry `resultType` and the method's
+//! cache hints; an unknown resource is -32602 there instead of the
+//! handshake era's -32002).
+
+use super::lifecycle::{self, Era};
+use super::method::{self, Method, RequestMethod};
+use super::params::{self, Field, Obj};
+use super::{logging, resources, Conn};
+use crate::jsonrpc::{self, code, Id, RpcError};
+use crate::tools::{self, ToolContext};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use tokio_util::sync::CancellationToken;
+
+impl Conn {
+    /// Answers `method`, already admitted in `era` by [`Conn::admit`].
+    /// Inline methods run on the reader task and never wait; the others run
+    /// in a task of their own until done or `cancel`.
+    pub(super) async fn handle(
+        &self,
+        id: &Id,
+        method: Method,
+        params: Option<Value>,
+        era: Era,
+        cancel: CancellationToken,
+    ) -> String {
+        let p = params.as_ref();
+        let result = match method {
+            Method::Initialize => self.initialize(p),
+            Method::Ping => Ok(json!({})),
+            Method::ServerDiscover => return self.ok(id, lifecycle::discover()),
+            Method::ToolsList => lifecycle::tools_list(p, self.app.config.list_page_size, |name| {
+                self.app.tool_listed(name)
+            }),
+            Method::ToolsCall => return self.tools_call(id, params, cancel, era).await,
+            Method::ResourcesList => resources::list(&self.app, p).await,
+            Method::ResourcesRead => resources::read(&self.app, p).await,
+            Method::ResourcesTemplatesList => Ok(resources::templates()),
+            Method::ResourcesSubscribe => self.subscribe(p).await,
+            Method::ResourcesUnsubscribe => self.unsubscribe(p),
+            Method::PromptsList => Ok(resources::prompts()),
+            Method::PromptsGet => resources::get_prompt(p),
+            Method::CompletionComplete => resources::complete(&self.app, p).await,
+            Method::LoggingSetLevel => self.set_level(p),
+            Method::SubscriptionsListen => return self.listen(id, p, cancel).await,
+            // Notifications are not requests; admission never lets them here.
+            Method::Initialized
+            | Method::Cancelled
+            | Method::LogMessage
+            | Method::Progress
+            | Method::ResourceUpdated
+            | Method::ResourceListChanged
+            | Method::SubscriptionsAcknowledged => Err(method::not_found(
+                RequestMethod::Unknown(method.name()),
+                era,
+            )),
+        };
+        match (era, result) {
+            (Era::Handshake, Ok(v)) => self.ok(id, v),
+            (Era::Stateless, Ok(v)) => {
+                self.ok(id, lifecycle::stateless_result(v, method.facts().cache))
+            }
+            (Era::Handshake, Err(e)) => jsonrpc::error_response(Some(id), &e),
+            (Era::Stateless, Err(mut e)) => {
+                if e.code == resources::RESOURCE_NOT_FOUND {
+                    e.code = code::INVALID_PARAMS;
+                }
+                jsonrpc::error_response(Some(id), &e)
+            }
+        }
+    }
+
+    /// `initialize`, once per connection.
+    fn initialize(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+        if self.initialized.load(Ordering::SeqCst) {
+            return Err(RpcError::new(
+                code::INVALID_REQUEST,
+                "Invalid Request: initialize was already received; send it once per connection",
+            ));
+        }
+        let (version, result) = lifecycle::initialize(params)?;
+        *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(version);
+        self.initialized.store(true, Ordering::SeqCst);
+        Ok(result)
+    }
+
+    /// `logging/setLevel`: the minimum level of forwarded log events.
+    fn set_level(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+        let level = params::parse::<params::SetLevel>(params)
+            .and_then(|p| logging::level_index(&p.level))
+            .ok_or_else(|| {
+                RpcError::new(
+                    code::INVALID_PARAMS,
+                    format!(
+                        "Invalid params: level must be one of {}",
+                        logging::LEVELS.join(", ")
+                    ),
+                )
+            })?;
+        self.log_level.store(level, Ordering::Relaxed);
+        Ok(json!({}))
+    }
+
+    /// `resources/subscribe` (handshake era): the watch lives until
+    /// `resources/unsubscribe` or the end of the connection.
+    async fn subscribe(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+        let uri = resource_uri(params)?;
+        let watch = resources::subscribe(
+            &self.app,
+            &uri,
+            self.out.clone(),
+            self.app.config.resource_update_interval,
+            resources::Emit::handshake(),
+        )
+        .await?;
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uri, watch);
+        Ok(json!({}))
+    }
+
+    /// `resources/unsubscribe`: unknown URIs are not an error.
+    fn unsubscribe(&self, params: Option<&Value>) -> Result<Value, RpcError> {
+        let uri = resource_uri(params)?;
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&uri);
+        Ok(json!({}))
+    }
+
+    /// `tools/call`: the tool's result is serialized once, by the tool, and
+    /// wrapped as text; a tool failure is an `isError` result, not an error.
+    async fn tools_call(
+        &self,
+        id: &Id,
+        params: Option<Value>,
+        cancel: CancellationToken,
+        era: Era,
+    ) -> String {
+        let Some(call) = params::parse_owned::<params::ToolsCall>(params) else {
+            return self.err(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: tools/call needs params {\"name\": ..., \"arguments\": {...}}",
+            );
+        };
+        let Field::Valid(name) = &call.name else {
+            return self.err(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: \"name\" must be a tool name string; see tools/list",
+            );
+        };
+        let Some(tool) = tools::find(name).filter(|t| self.app.tool_listed(t.name)) else {
+            return self.err(Some(id), code::INVALID_PARAMS, format!("Invalid params: unknown tool {name:?}; call tools/list for the available tools"));
+        };
+        let args = match call.arguments {
+            None => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return self.err(
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    "Invalid params: \"arguments\" must be an object",
+                )
+            }
+        };
+        let progress = call
+            .meta
+            .into_valid()
+            .and_then(|Obj(meta)| meta.progress_token)
+            .filter(|t| t.is_string() || t.is_number())
+            .map(|token| tools::Progress {
+                token,
+                out: self.out.clone(),
+            });
+        let ctx = ToolContext {
+            app: self.app.clone(),
+            cancel,
+            progress,
+            tool: tool.name,
+        };
+        let limit = self.app.config.max_call_timeout + std::time::Duration::from_secs(1);
+        let result = match tokio::time::timeout(limit, tools::call(&ctx, tool, args)).await {
+            Ok(r) => r,
+            Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))).to_string(),
+        };
+        match era {
+            Era::Handshake => jsonrpc::response_raw(id, &result),
+            Era::Stateless => jsonrpc::response_raw(id, &lifecycle::stateless_result_raw(&result)),
+        }
+    }
+}
+
+/// `params.uri` of `resources/subscribe` and `resources/unsubscribe`.
+fn resource_uri(params: Option<&Value>) -> Result<String, RpcError> {
+    params::parse::<params::Resource>(params)
+        .map(|r| r.uri)
+        .ok_or_else(|| {
+            RpcError::new(
+                code::INVALID_PARAMS,
+                "Invalid params: params.uri is required",
+            )
+        })
+}
