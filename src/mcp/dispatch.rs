@@ -6,7 +6,7 @@
 use super::lifecycle::{self, Era};
 use super::method::{self, Method, RequestMethod};
 use super::params::{self, Field, Obj};
-use super::{logging, resources, Conn};
+use super::{logging, prompts, resources, Conn};
 use crate::jsonrpc::{self, code, Id, RpcError};
 use crate::tools::{self, ToolContext};
 use serde_json::{json, Value};
@@ -39,8 +39,8 @@ impl Conn {
             Method::ResourcesTemplatesList => Ok(resources::templates()),
             Method::ResourcesSubscribe => self.subscribe(p).await,
             Method::ResourcesUnsubscribe => self.unsubscribe(p),
-            Method::PromptsList => Ok(resources::prompts()),
-            Method::PromptsGet => resources::get_prompt(p),
+            Method::PromptsList => Ok(prompts::prompts()),
+            Method::PromptsGet => prompts::get_prompt(p),
             Method::CompletionComplete => resources::complete(&self.app, p).await,
             Method::LoggingSetLevel => self.set_level(p),
             Method::SubscriptionsListen => return self.listen(id, p, cancel).await,

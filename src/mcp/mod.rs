@@ -11,9 +11,18 @@
 //! 2026-07-28 is served statelessly (no `initialize` needed, results carry
 //! `resultType`), everything else by the handshake rules (see [`era`]).
 //!
-//! A method name is parsed once, into a [`Method`] of the table in
-//! [`method`]; [`Conn::admit`] checks it against the era and the lifecycle,
-//! and one `match` in `dispatch.rs` runs it.
+//! # Layout
+//! - [`method`]: the one table of MCP methods and their facts; a method
+//!   string becomes a [`Method`] there and nowhere else.
+//! - `params.rs`: typed params, parsed once by each handler.
+//! - `lifecycle.rs`: [`era`] detection, `initialize`, `server/discover`,
+//!   `tools/list`, the stateless result shape.
+//! - this file: the read loop, admission (era and lifecycle checked against
+//!   the table), cancellation, the writer.
+//! - `dispatch.rs`: the one `match` that runs an admitted request.
+//! - `listen.rs`: `subscriptions/listen` streams.
+//! - [`resources`]: resources and completion; `prompts.rs`: prompts.
+//! - [`logging`]: log events forwarded as `notifications/message`.
 
 mod dispatch;
 mod lifecycle;
@@ -21,6 +30,7 @@ mod listen;
 pub mod logging;
 pub mod method;
 mod params;
+mod prompts;
 pub mod resources;
 
 use crate::app::App;
