@@ -84,18 +84,17 @@ pub fn era<'a>(
     }
     let is_discover = known == Some(Method::ServerDiscover);
     let method = method.name();
-    let meta = params.and_then(|p| p.get("_meta"));
-    let version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION));
-    let version = match version {
-        None if is_discover => {
+    let meta = params::RequestMeta::of(params);
+    let version = match &meta.protocol_version {
+        Field::Absent if is_discover => {
             return Err(invalid_meta(
                 method,
                 &format!("\"{META_PROTOCOL_VERSION}\""),
             ))
         }
-        None => return Ok(Era::Handshake),
-        Some(Value::String(v)) => v.as_str(),
-        Some(_) => {
+        Field::Absent => return Ok(Era::Handshake),
+        Field::Valid(v) => v.as_str(),
+        Field::Invalid => {
             return Err(invalid_meta(
                 method,
                 &format!("\"{META_PROTOCOL_VERSION}\" as a string"),
@@ -121,29 +120,25 @@ pub fn era<'a>(
             data: Some(json!({ "supported": supported_versions(), "requested": version })),
         });
     }
-    if !meta
-        .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
-        .is_some_and(Value::is_object)
-    {
+    if meta.client_capabilities.valid().is_none() {
         return Err(invalid_meta(
             method,
             &format!("\"{META_CLIENT_CAPABILITIES}\" as an object (an empty one when the client has none)"),
         ));
     }
-    if let Some(level) = meta.and_then(|m| m.get(META_LOG_LEVEL)) {
-        if level
-            .as_str()
-            .and_then(super::logging::level_index)
-            .is_none()
-        {
-            return Err(RpcError::new(
-                code::INVALID_PARAMS,
-                format!(
-                    "Invalid params: _meta.\"{META_LOG_LEVEL}\" must be one of {}",
-                    super::logging::LEVELS.join(", ")
-                ),
-            ));
-        }
+    let level_ok = match &meta.log_level {
+        Field::Absent => true,
+        Field::Valid(l) => super::logging::level_index(l).is_some(),
+        Field::Invalid => false,
+    };
+    if !level_ok {
+        return Err(RpcError::new(
+            code::INVALID_PARAMS,
+            format!(
+                "Invalid params: _meta.\"{META_LOG_LEVEL}\" must be one of {}",
+                super::logging::LEVELS.join(", ")
+            ),
+        ));
     }
     Ok(Era::Stateless)
 }

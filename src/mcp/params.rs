@@ -200,6 +200,39 @@ pub struct ListenFilter {
     pub resources_list_changed: Field<bool>,
 }
 
+/// The part of any request's params the era is decided by.
+#[derive(Debug, Default, Deserialize)]
+pub struct EraParams {
+    /// `_meta`; anything but an object counts as none.
+    #[serde(default, rename = "_meta")]
+    pub meta: Field<Obj<RequestMeta>>,
+}
+
+/// The 2026-07-28 keys of a request's `_meta`. serde needs the names as
+/// literals; a test checks them against `lifecycle::META_*`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestMeta {
+    /// The protocol version of this request.
+    #[serde(default, rename = "io.modelcontextprotocol/protocolVersion")]
+    pub protocol_version: Field<String>,
+    /// The client's capabilities for this request (required with 2026-07-28).
+    #[serde(default, rename = "io.modelcontextprotocol/clientCapabilities")]
+    pub client_capabilities: Field<Map<String, Value>>,
+    /// Minimum level of log notifications.
+    #[serde(default, rename = "io.modelcontextprotocol/logLevel")]
+    pub log_level: Field<String>,
+}
+
+impl RequestMeta {
+    /// The `_meta` of `params`; empty when there is none.
+    pub fn of(params: Option<&Value>) -> Self {
+        parse::<EraParams>(params)
+            .and_then(|e| e.meta.into_valid())
+            .map(|Obj(m)| m)
+            .unwrap_or_default()
+    }
+}
+
 /// `notifications/cancelled`.
 #[derive(Debug, Deserialize)]
 pub struct Cancelled {
@@ -222,6 +255,20 @@ mod tests {
         let l: List = parse(Some(&json!({"cursor": 3}))).unwrap();
         assert_eq!(l.cursor, Field::Invalid);
         assert!(parse::<List>(Some(&json!(["t1"]))).is_none());
+    }
+
+    #[test]
+    fn meta_keys_are_the_published_ones() {
+        use crate::mcp::lifecycle::{META_CLIENT_CAPABILITIES, META_LOG_LEVEL};
+        use crate::mcp::META_PROTOCOL_VERSION;
+        let m = RequestMeta::of(Some(&json!({"_meta": {
+            META_PROTOCOL_VERSION: "v", META_CLIENT_CAPABILITIES: {}, META_LOG_LEVEL: "debug"
+        }})));
+        assert_eq!(m.protocol_version, Field::Valid("v".to_string()));
+        assert_eq!(m.client_capabilities, Field::Valid(Map::new()));
+        assert_eq!(m.log_level, Field::Valid("debug".to_string()));
+        let none = RequestMeta::of(Some(&json!({"_meta": [{META_PROTOCOL_VERSION: "v"}]})));
+        assert_eq!(none.protocol_version, Field::Absent);
     }
 
     #[test]
