@@ -106,7 +106,8 @@ pub struct Facts {
     pub cache: Option<Cache>,
 }
 
-/// A request of both eras, answered inline unless `task` says otherwise.
+/// A client request in the eras given; inline, after `initialize` and
+/// without cache hints unless the builders below say otherwise.
 const fn request(name: &'static str, handshake: bool, stateless: bool) -> Facts {
     Facts {
         name,
@@ -120,6 +121,7 @@ const fn request(name: &'static str, handshake: bool, stateless: bool) -> Facts 
     }
 }
 
+/// A notification of the handshake era (and the stateless one if `stateless`).
 const fn notification(name: &'static str, sender: Sender, stateless: bool) -> Facts {
     Facts {
         name,

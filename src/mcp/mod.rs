@@ -177,6 +177,7 @@ where
                     }
                 };
                 if method.facts().inline {
+                    // Inline methods never wait, so there is nothing to cancel.
                     let answer = conn
                         .handle(&id, method, params, era, CancellationToken::new())
                         .await;
