@@ -268,17 +268,21 @@ impl App {
             Some(p) => Some(self.vault.seal(p.expose()).map_err(OpenError::Secret)?),
             None => None,
         };
-        let client_id = match &url.client_id {
-            Some(c) => c.clone(),
-            None => format!(
-                "mqtt-mcp-{}",
-                crate::secret::random_hex(6).unwrap_or_else(|_| "0".into())
-            ),
-        };
         let loopback = url.host == "127.0.0.1" || url.host == "localhost" || url.host == "::1";
         let to_embedded = self
             .embedded()
             .is_some_and(|e| loopback && (url.port == e.v4.port() || url.port == e.v5.port()));
+        // To the embedded broker, ids are reused after their session ends
+        // (see `ClientIdLease`: rumqttd never forgets a client id).
+        let lease = (to_embedded && url.client_id.is_none()).then(broker::ClientIdLease::take);
+        let client_id = match (&url.client_id, &lease) {
+            (Some(c), _) => c.clone(),
+            (None, Some(l)) => l.id().to_string(),
+            (None, None) => format!(
+                "mqtt-mcp-{}",
+                crate::secret::random_hex(6).unwrap_or_else(|_| "0".into())
+            ),
+        };
         let spec = ConnectSpec {
             host: url.host.clone(),
             port: url.port,
@@ -312,6 +316,7 @@ impl App {
                 crate::session::SessionMeta {
                     broker_url: url.redacted(),
                     client_id,
+                    client_id_lease: lease.map(Arc::new),
                     is_default,
                     profile: opts.profile.clone(),
                     policy: opts

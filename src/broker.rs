@@ -75,6 +75,77 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Client ids for sessions to the embedded broker, reused once released.
+///
+/// rumqttd 0.20 keeps, for every client id that ever disconnected, an entry
+/// in its "graveyard" (the connection's last events, for a session that
+/// might come back) and never drops it. With a fresh random id per session,
+/// every HTTP session (each has its own `default` session) left ~0.5 KB in
+/// the broker for good. Ids from this pool are unique among live sessions
+/// (a lease holds its id until dropped) and come back after, so the
+/// graveyard stays at the peak number of concurrent sessions. The embedded
+/// broker is private to this process, so nobody else can use these ids.
+static CLIENT_IDS: IdPool = IdPool::new();
+
+/// Released client ids, ready for reuse.
+#[derive(Debug)]
+struct IdPool {
+    /// Ids no live session holds.
+    free: std::sync::Mutex<Vec<String>>,
+}
+
+impl IdPool {
+    const fn new() -> IdPool {
+        IdPool {
+            free: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A released id, or a new one.
+    fn take(&'static self) -> ClientIdLease {
+        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let id = reused.unwrap_or_else(|| {
+            format!(
+                "mqtt-mcp-{}",
+                crate::secret::random_hex(6).unwrap_or_else(|_| "0".into())
+            )
+        });
+        ClientIdLease { id, pool: self }
+    }
+}
+
+/// A client id for a session to the embedded broker, unique while held;
+/// dropping it returns the id to the pool.
+#[derive(Debug)]
+pub struct ClientIdLease {
+    /// The id.
+    id: String,
+    /// Where it goes back.
+    pool: &'static IdPool,
+}
+
+impl ClientIdLease {
+    /// Takes a released id, or makes a new one.
+    pub fn take() -> ClientIdLease {
+        CLIENT_IDS.take()
+    }
+
+    /// The client id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for ClientIdLease {
+    fn drop(&mut self) {
+        self.pool
+            .free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::mem::take(&mut self.id));
+    }
+}
+
 /// A free loopback port: bind port 0, read it, release it.
 pub fn free_port() -> std::io::Result<u16> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
@@ -189,4 +260,28 @@ pub fn start(cfg: &BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdPool;
+
+    #[test]
+    fn client_ids_are_unique_while_held_and_reused_after() {
+        static POOL: IdPool = IdPool::new();
+        let a = POOL.take();
+        let b = POOL.take();
+        assert_ne!(a.id(), b.id());
+        assert!(a.id().starts_with("mqtt-mcp-"));
+        let released = a.id().to_string();
+        drop(a);
+        let c = POOL.take();
+        assert_eq!(c.id(), released, "a released id is reused");
+        assert_ne!(c.id(), b.id());
+        let d = POOL.take();
+        assert!(
+            d.id() != b.id() && d.id() != c.id(),
+            "held ids are not handed out"
+        );
+    }
 }

@@ -83,6 +83,8 @@ pub struct Session<L = Connection> {
     pub broker_url: String,
     /// MQTT client id.
     pub client_id: String,
+    /// Holds a reused client id (embedded broker) until the session is gone.
+    _client_id_lease: Option<Arc<crate::broker::ClientIdLease>>,
     /// The connection.
     pub link: L,
     /// Opened at (wall clock, for display).
@@ -134,6 +136,9 @@ pub struct SessionMeta {
     pub broker_url: String,
     /// MQTT client id.
     pub client_id: String,
+    /// The lease of `client_id` when it comes from the embedded broker's
+    /// pool: the id is reused only after the session is gone.
+    pub client_id_lease: Option<Arc<crate::broker::ClientIdLease>>,
     /// The `default` session (never expires).
     pub is_default: bool,
     /// Profile name, if opened from one.
@@ -211,6 +216,7 @@ impl<L: Link> SessionManager<L> {
         let SessionMeta {
             broker_url,
             client_id,
+            client_id_lease,
             is_default,
             profile,
             policy,
@@ -225,6 +231,7 @@ impl<L: Link> SessionManager<L> {
             id: id.clone(),
             broker_url,
             client_id,
+            _client_id_lease: client_id_lease,
             link,
             created_at: now.1,
             is_default,
@@ -420,6 +427,7 @@ mod tests {
         let meta = SessionMeta {
             broker_url: "mqtt://h:1883".into(),
             client_id: "c".into(),
+            client_id_lease: None,
             is_default: default,
             profile: None,
             policy: Arc::new(crate::policy::Policy::permissive("test")),
