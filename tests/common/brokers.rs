@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a broker may take to accept connections after its start.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -103,7 +103,8 @@ impl Drop for ScratchDir {
 }
 
 /// A Mosquitto broker on 127.0.0.1 (MQTT 5, 3.1.1 and 3.1 on one port),
-/// anonymous, without persistence. Killed on drop.
+/// anonymous, without persistence unless started with
+/// [`Mosquitto::start_persistent`]. Killed on drop.
 pub struct Mosquitto {
     binary: PathBuf,
     child: Option<Child>,
@@ -111,12 +112,28 @@ pub struct Mosquitto {
     pub port: u16,
     dir: ScratchDir,
     starts: usize,
+    /// Keeps sessions and queued messages on disk across restarts.
+    persistent: bool,
 }
 
 impl Mosquitto {
     /// Starts Mosquitto on a free port, or returns None (after a notice) when
     /// it is not installed. A lost race for the port is retried on another.
     pub fn start(test: &str) -> Option<Mosquitto> {
+        Mosquitto::start_with(test, false)
+    }
+
+    /// Like [`Mosquitto::start`], with persistence in its scratch directory:
+    /// sessions (subscriptions, messages queued or in flight to a client)
+    /// survive a kill and restart as of the last autosave (about every 2 s;
+    /// see [`Mosquitto::saved_since`]). What it acknowledged since and had
+    /// not yet delivered dies with a killed broker. No limit on messages in
+    /// flight or queued per client, so none is held back or dropped.
+    pub fn start_persistent(test: &str) -> Option<Mosquitto> {
+        Mosquitto::start_with(test, true)
+    }
+
+    fn start_with(test: &str, persistent: bool) -> Option<Mosquitto> {
         let binary = mosquitto_or_skip(test)?;
         let mut m = Mosquitto {
             binary,
@@ -124,6 +141,7 @@ impl Mosquitto {
             port: 0,
             dir: ScratchDir::new("mosquitto"),
             starts: 0,
+            persistent,
         };
         for _ in 0..5 {
             m.port = free_port();
@@ -136,12 +154,37 @@ impl Mosquitto {
 
     fn config(&self) -> PathBuf {
         let path = self.dir.0.join("mosquitto.conf");
+        let persistence = if self.persistent {
+            // `user root`: started as root, Mosquitto would drop to the
+            // mosquitto user, which cannot write the scratch directory; it
+            // has no effect when the starting user is not root.
+            format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\nmax_inflight_messages 0\nmax_queued_messages 0\nuser root\n",
+                self.persistence_dir().display()
+            )
+        } else {
+            "persistence false\n".to_string()
+        };
         let conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nsys_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_timestamp false\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\n{persistence}sys_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_timestamp false\n",
             self.port
         );
         std::fs::write(&path, conf).expect("write mosquitto.conf");
         path
+    }
+
+    fn persistence_dir(&self) -> PathBuf {
+        let dir = self.dir.0.join("persistence");
+        std::fs::create_dir_all(&dir).expect("create mosquitto persistence dir");
+        dir
+    }
+
+    /// True once a persistent broker wrote its database after `t`: what it
+    /// held at `t` survives a kill from now on.
+    pub fn saved_since(&self, t: SystemTime) -> bool {
+        std::fs::metadata(self.persistence_dir().join("mosquitto.db"))
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > t)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -173,7 +216,8 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the broker (it forgets everything: no persistence).
+    /// Kills the broker (SIGKILL). Without persistence it forgets everything;
+    /// with it, it keeps what it saved last.
     pub fn stop(&mut self) {
         stop_child(&mut self.child);
     }
