@@ -343,4 +343,43 @@ mod tests {
             json!({"content_type": "text/plain", "correlation_data_hex": "00ff", "user_properties": [["k", "v"]]})
         );
     }
+
+    /// The generated types and the served schema are one contract: what the
+    /// types serialize to is what `$defs/message` (as `tools/list` serves it,
+    /// bundled) accepts.
+    #[test]
+    fn typed_messages_satisfy_the_served_schema() {
+        let tool = super::super::find("read_messages").unwrap();
+        let defs = tool.definition()["outputSchema"]["$defs"].clone();
+        let schema = json!({"$defs": defs, "$ref": "#/$defs/message"});
+        let validator = jsonschema::draft202012::new(&schema).unwrap();
+        let props = V5Props {
+            content_type: Some("application/json".into()),
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(60),
+            response_topic: Some("r/1".into()),
+            correlation_data: Some(bytes::Bytes::from_static(b"id")),
+            user_properties: vec![("a".into(), "b".into())],
+        };
+        for (payload, props) in [
+            (&b""[..], None),
+            (&br#"{"t":1}"#[..], Some(Box::new(props))),
+            (&b"plain"[..], None),
+            (&[0xffu8, 0][..], None),
+        ] {
+            let m = Message {
+                topic: "x".into(),
+                payload: bytes::Bytes::copy_from_slice(payload),
+                qos: 2,
+                retain: false,
+                received_at: std::time::SystemTime::UNIX_EPOCH,
+                props,
+            };
+            let mut shown = message_json(&m, 3);
+            shown.seq = Some(7);
+            let v = serde_json::to_value(&shown).unwrap();
+            let errs: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errs.is_empty(), "{v}: {errs:?}");
+        }
+    }
 }
