@@ -7,8 +7,10 @@
 //! task feeds the ledger every outgoing event and ack, and hands it control
 //! of rumqttc's pending requests at each drop and reconnect.
 
-use super::adapter::{self, Client};
+use super::adapter::{Client, Loop, Wire};
 use super::ledger::{Ledger, Resolution};
+use super::wire_v4::V4;
+use super::wire_v5::V5;
 use crate::secret::Vault;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -158,36 +160,41 @@ impl Connection {
         spec: ConnectSpec,
         vault: Arc<Vault>,
     ) -> Result<(Connection, Connected), ConnectError> {
-        let (client, mut el, protocol, fell_back, session_present) = {
-            let transport = match &spec.tls {
-                None => rumqttc::Transport::tcp(),
-                Some(t) => {
-                    let cfg = super::tls::client_config(t).map_err(|reason| ConnectError::Tls {
-                        addr: format!("{}:{}", spec.host, spec.port),
-                        reason,
-                    })?;
-                    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg))
-                }
-            };
-            let (c, mut el) = adapter::build(&spec, spec.protocol, &transport);
-            match adapter::first_connack(&mut el, &spec, &vault).await {
-                Ok(sp) => (c, el, spec.protocol, false, sp),
-                Err(e)
-                    if spec.protocol == Protocol::V5
-                        && spec.allow_fallback
-                        && super::reasons::worth_fallback(&e) =>
-                {
+        let transport = match &spec.tls {
+            None => rumqttc::Transport::tcp(),
+            Some(t) => {
+                let cfg = super::tls::client_config(t).map_err(|reason| ConnectError::Tls {
+                    addr: format!("{}:{}", spec.host, spec.port),
+                    reason,
+                })?;
+                rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg))
+            }
+        };
+        if spec.protocol == Protocol::V5 {
+            let (c, mut el) = Loop::<V5>::build(&spec, &transport);
+            match el.first_connack(&spec, &vault).await {
+                Ok(sp) => return Ok(Self::start(el, Client::V5(c), spec, vault, false, sp)),
+                Err(e) if spec.allow_fallback && super::reasons::worth_fallback(&e) => {
                     tracing::debug!(error = %e, "MQTT 5 refused; trying 3.1.1");
-                    drop(el);
-                    let (c, mut el) = adapter::build(&spec, Protocol::V311, &transport);
-                    match adapter::first_connack(&mut el, &spec, &vault).await {
-                        Ok(sp) => (c, el, Protocol::V311, true, sp),
-                        Err(e2) => return Err(e2),
-                    }
                 }
                 Err(e) => return Err(e),
             }
-        };
+        }
+        let fell_back = spec.protocol == Protocol::V5;
+        let (c, mut el) = Loop::<V4>::build(&spec, &transport);
+        let sp = el.first_connack(&spec, &vault).await?;
+        Ok(Self::start(el, Client::V4(c), spec, vault, fell_back, sp))
+    }
+
+    /// Spawns the event task of a connection whose first CONNACK arrived.
+    fn start<W: Wire>(
+        mut el: Loop<W>,
+        client: Client,
+        spec: ConnectSpec,
+        vault: Arc<Vault>,
+        fell_back: bool,
+        session_present: bool,
+    ) -> (Connection, Connected) {
         el.resume_sessions_from_now();
         let (state_tx, _) = tokio::sync::watch::channel(1);
         let shared = Arc::new(Shared {
@@ -212,8 +219,8 @@ impl Connection {
         let stop = CancellationToken::new();
         let conn = Connection {
             shared: shared.clone(),
-            client: client.clone(),
-            protocol,
+            client,
+            protocol: W::PROTOCOL,
             stop: stop.clone(),
             task: Arc::new(Mutex::new(None)),
         };
@@ -224,14 +231,14 @@ impl Connection {
         if let Ok(mut t) = conn.task.lock() {
             *t = Some(task);
         }
-        Ok((
+        (
             conn,
             Connected {
-                protocol,
+                protocol: W::PROTOCOL,
                 fell_back,
                 session_present,
             },
-        ))
+        )
     }
 
     /// The protocol in use.

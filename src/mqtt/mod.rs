@@ -11,3 +11,5 @@ pub mod task;
 pub mod tls;
 pub mod topic;
 pub mod url;
+pub mod wire_v4;
+pub mod wire_v5;

@@ -2,7 +2,7 @@
 //! every event to the shared state, and carries the ledger across drops
 //! and reconnects (see [`super::ledger`] for why it must).
 
-use super::adapter::{self, Ev, Held, Loop};
+use super::adapter::{self, Ev, Loop, Wire};
 use super::client::{resolve, Connection, Shared};
 use super::ledger::Ack;
 use super::model::*;
@@ -124,8 +124,8 @@ fn handle(shared: &Shared, ev: Ev) {
     }
 }
 
-pub(super) async fn run_loop(
-    el: &mut Loop,
+pub(super) async fn run_loop<W: Wire>(
+    el: &mut Loop<W>,
     spec: ConnectSpec,
     vault: Arc<Vault>,
     shared: Arc<Shared>,
@@ -133,9 +133,6 @@ pub(super) async fn run_loop(
     conn: Connection,
 ) {
     let mut attempt: u32 = 0;
-    // What rumqttc had pending at the last drop, until the next CONNACK says
-    // whether the broker kept the session.
-    let mut held: Option<Held> = None;
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => break,
@@ -146,8 +143,7 @@ pub(super) async fn run_loop(
                 el.disarm_credentials(&spec);
                 attempt = 0;
                 if let Ok(mut p) = shared.pending.lock() {
-                    let client = conn.client.clone();
-                    resolve(el.resume(&client, session_present, held.take(), &mut p));
+                    resolve(el.resume(session_present, &mut p));
                 }
                 let epoch = {
                     let Ok(mut s) = shared.status.lock() else {
@@ -204,7 +200,7 @@ pub(super) async fn run_loop(
                 if let Ok(mut p) = shared.pending.lock() {
                     p.connection_lost();
                 }
-                el.take_pending(&mut held);
+                el.take_pending();
                 if let Some(f) = shared.dollar_probe.lock().ok().and_then(|mut d| d.take()) {
                     tracing::warn!("the broker dropped the connection after a subscription to {f:?}; not using $ filters on it again");
                     shared.dollar_refused.store(true, Ordering::Relaxed);
