@@ -298,6 +298,7 @@ impl App {
             allow_fallback: opts.protocol.is_none(),
             keep_alive: opts.keep_alive.unwrap_or(Duration::from_secs(30)),
             clean_start: opts.clean_start.unwrap_or(true),
+            fresh_client_id: url.client_id.is_none(),
             session_expiry: (!to_embedded).then_some(crate::mqtt::client::SESSION_EXPIRY_SECS),
             connect_timeout: opts.connect_timeout.unwrap_or(self.config.connect_timeout),
         };

@@ -47,6 +47,11 @@ pub struct ConnectSpec {
     pub keep_alive: Duration,
     /// Clean start / clean session for the first connect.
     pub clean_start: bool,
+    /// True when the client id was generated for this connection: no
+    /// earlier session can exist under it, so an MQTT 5 session with an
+    /// expiry can be asked to persist from the first CONNECT (Mosquitto
+    /// saves a session across its restarts only when clean start is off).
+    pub fresh_client_id: bool,
     /// MQTT 5 session expiry in seconds: with one, reconnects resume the
     /// broker session, so the broker and this client re-send what was in
     /// flight at a drop. `None` for brokers that would keep such sessions
