@@ -2,29 +2,48 @@
 //! access to MQTT brokers.
 //!
 //! # Layout
-//! - [`jsonrpc`]: JSON-RPC 2.0 framing, ids, error codes, the bounded line reader.
-//! - [`mcp`]: the server loop over any byte stream: lifecycle, version
-//!   negotiation, dispatch, cancellation, log notifications.
+//! Requests enter at a transport, pass the MCP core, and reach tools that
+//! use broker connections. Each module, one idea:
+//!
+//! Transports and protocol
+//! - [`jsonrpc`]: JSON-RPC 2.0 framing, typed ids, error codes, the bounded line reader.
+//! - [`mcp`]: the MCP core over any byte stream (stdio in the binary).
+//!   - `method.rs`: the one table of method names and what each method is.
+//!   - `params.rs`: typed params, parsed once per request.
+//!   - `lifecycle.rs`: `initialize`, version negotiation, capabilities, `tools/list`.
+//!   - `dispatch.rs`: the one `match` that runs a request, and each era's finish.
+//!   - `listen.rs`: `subscriptions/listen` (2026-07-28).
+//!   - `resources.rs`: live topics as resources, and completion.
+//!   - `prompts.rs`: the prompts. `logging.rs`: `notifications/message`.
+//! - [`http`]: Streamable HTTP: one core per HTTP session over an in-memory
+//!   pipe, SSE, Origin and bearer-token checks; `http/limits.rs`: the
+//!   session cap that makes room, and the header and body deadlines.
+//!
+//! Tools and what they share
 //! - [`tools`]: the contract generated from `schema/` by `build.rs` (types,
-//!   table, dispatch), argument validation, and one file per tool family.
+//!   table, validators), and the handlers, one file per tool family.
 //! - [`app`]: the runtime shared by requests: sessions, vault, configuration,
 //!   the background `default` session.
 //! - [`session`]: session ids, idle TTL and reaper, the session cap.
-//! - [`secret`]: AES-256-GCM sealing of passwords, redacted secret strings.
-//! - [`mqtt`]: the client task that owns the rumqttc event loop, broker URLs,
-//!   topic validation and matching.
-//! - [`broker`]: the embedded rumqttd broker.
-//! - [`config`]: server settings.
-//! - [`payload`]: payloads in (text, JSON, base64, hex) and out (decoded safely).
 //! - [`subscriptions`]: background subscriptions with bounded buffers and cursors.
-//! - [`profiles`]: the TOML config file with broker profiles.
+//! - [`payload`]: payloads in (text, JSON, base64, hex) and out (decoded safely).
 //! - [`policy`]: read-only mode, topic allow/deny lists, caps, rate limits.
+//! - [`profiles`]: the TOML config file with broker profiles.
 //! - [`audit`]: the audit log of publishes, clears and refusals.
-//! - [`mcp::resources`]: live topics as MCP resources, prompts, completion.
-//! - [`http`]: the Streamable HTTP transport: one core server per HTTP
-//!   session over an in-memory pipe, SSE for server messages, Origin and
-//!   bearer-token checks; `http/limits.rs`: the session cap and the header
-//!   and body deadlines.
+//! - [`config`]: server-wide settings.
+//! - [`secret`]: AES-256-GCM sealing of passwords, redacted secret strings.
+//!
+//! MQTT
+//! - [`mqtt`]: one broker connection and the MQTT rules around it.
+//!   - `model.rs`: what a connection is asked and reports (messages, outcomes, errors).
+//!   - `ledger.rs`: which request waits for which acknowledgement; no I/O.
+//!   - `adapter.rs`: the parts written once for both protocols, over a `Wire`;
+//!     `wire_v4.rs`, `wire_v5.rs`: the two wires (rumqttc's 3.1.1 and 5).
+//!   - `client.rs`: the handle tools hold. `task.rs`: the event task.
+//!   - `reasons.rs`: refusals, reason codes and error advice in words.
+//!   - `history.rs`, `dedup.rs`: recent messages per topic; copies of overlapping subscriptions.
+//!   - `topic.rs`, `url.rs`, `tls.rs`: topic rules, broker URLs, TLS settings.
+//! - [`broker`]: the embedded rumqttd broker.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
