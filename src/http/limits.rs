@@ -55,6 +55,8 @@ pub(super) async fn serve_connections(
         .keep_alive(true);
     let mut conns = JoinSet::new();
     loop {
+        // Every branch is cancel-safe (`cancelled`, `join_next`, `accept`):
+        // losing the race loses nothing.
         let (stream, _peer) = tokio::select! {
             _ = stop.cancelled() => break,
             // Finished connection tasks are reaped as they end, so the set
