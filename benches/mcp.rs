@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo bench --bench mcp               # print the Markdown report
-//! cargo bench --bench mcp -- --write    # ... and write BENCHMARKS.md (or BENCH_WRITE=1)
+//! cargo bench --bench mcp -- --write    # ... and write its sections of BENCHMARKS.md (or BENCH_WRITE=1)
 //! cargo bench --bench mcp -- --quick    # far fewer iterations, to try it out (or BENCH_QUICK=1)
 //! ```
 //!
@@ -22,6 +22,9 @@
 //! - the server's peak RSS (VmHWM) after each phase.
 //!
 //! Only 127.0.0.1 and OS-chosen free ports are used.
+
+#[path = "report.rs"]
+mod report;
 
 use rumqttc::v5 as r5;
 use rumqttc::Outgoing;
@@ -86,6 +89,17 @@ const TARGET_COLLECT_RATE: f64 = 100_000.0;
 const COLLECT_PATH: &str = "MCP `subscribe_and_collect`";
 const BACKGROUND_PATH: &str = "MCP `subscribe` + `read_messages`";
 const FLOOR_PATH: &str = "floor: bare rumqttc subscriber";
+
+/// The BENCHMARKS.md sections this bench writes (`--write` keeps the others).
+const OWNED_SECTIONS: [&str; 7] = [
+    "## Machine",
+    "## Targets",
+    "## Cold start",
+    "## `tools/call` latency",
+    "## Collect throughput",
+    "## Server peak RSS",
+    "## Notes",
+];
 
 /// Payload of every published message in the latency series (7 bytes).
 const LAT_PAYLOAD: &[u8] = br#"{"n":1}"#;
@@ -1712,7 +1726,8 @@ fn main() {
     println!("{md}");
     if write {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-        std::fs::write(&path, &md).expect("write BENCHMARKS.md");
+        // Hand-written sections and benches/memory.rs's are kept.
+        report::write(&path, &md, &OWNED_SECTIONS).expect("write BENCHMARKS.md");
         eprintln!("bench: wrote {}", path.display());
     }
 }

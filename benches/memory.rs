@@ -20,8 +20,11 @@
 //! ```
 //!
 //! `--write` replaces only the section `## Memory over repeated passes` of
-//! BENCHMARKS.md (appending it if missing); the rest is `benches/mcp.rs`'s
-//! and hand-written. Only 127.0.0.1 and OS-chosen ports are used.
+//! BENCHMARKS.md (appending it if missing; `benches/report.rs`); the rest is
+//! `benches/mcp.rs`'s and hand-written. Only 127.0.0.1 and OS-chosen ports are used.
+
+#[path = "report.rs"]
+mod report;
 
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -454,27 +457,6 @@ fn render(date: &str, cmd: &str, rows: &[(Workload, Measured)], notes: &[String]
     }
     s
 }
-/// Replaces this bench's section of BENCHMARKS.md, or appends it.
-fn write_section(section: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = match old.find(HEADING) {
-        Some(start) => {
-            let rest = &old[start + HEADING.len()..];
-            let end = rest
-                .find("\n## ")
-                .map_or(old.len(), |i| start + HEADING.len() + i + 1);
-            format!("{}{section}\n{}", &old[..start], &old[end..])
-        }
-        None => format!(
-            "{}\n{section}",
-            old.trim_end_matches('\n').to_string() + "\n"
-        ),
-    };
-    std::fs::write(&path, new).expect("write BENCHMARKS.md");
-    eprintln!("bench-memory: wrote {}", path.display());
-}
-
 fn utc_now() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -592,6 +574,8 @@ fn main() {
     let section = render(&utc_now(), &cmd, &rows, &notes);
     println!("{section}");
     if write {
-        write_section(&section);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+        report::write(&path, &section, &[HEADING]).expect("write BENCHMARKS.md");
+        eprintln!("bench-memory: wrote {}", path.display());
     }
 }
