@@ -273,8 +273,12 @@ impl App {
             .embedded()
             .is_some_and(|e| loopback && (url.port == e.v4.port() || url.port == e.v5.port()));
         // To the embedded broker, ids are reused after their session ends
-        // (see `ClientIdLease`: rumqttd never forgets a client id).
-        let lease = (to_embedded && url.client_id.is_none()).then(broker::ClientIdLease::take);
+        // (see `ClientIdLease`: rumqttd never forgets a client id). Only
+        // for clean sessions: rumqttd would hand a kept session's state to
+        // the next holder of the id.
+        let clean = opts.clean_start.unwrap_or(true);
+        let lease =
+            (to_embedded && clean && url.client_id.is_none()).then(broker::ClientIdLease::take);
         let client_id = match (&url.client_id, &lease) {
             (Some(c), _) => c.clone(),
             (None, Some(l)) => l.id().to_string(),
@@ -298,7 +302,8 @@ impl App {
             allow_fallback: opts.protocol.is_none(),
             keep_alive: opts.keep_alive.unwrap_or(Duration::from_secs(30)),
             clean_start: opts.clean_start.unwrap_or(true),
-            fresh_client_id: url.client_id.is_none(),
+            // A pooled id may have been used before: not fresh.
+            fresh_client_id: url.client_id.is_none() && lease.is_none(),
             session_expiry: (!to_embedded).then_some(crate::mqtt::client::SESSION_EXPIRY_SECS),
             connect_timeout: opts.connect_timeout.unwrap_or(self.config.connect_timeout),
         };

@@ -85,6 +85,9 @@ impl Default for BrokerConfig {
 /// (a lease holds its id until dropped) and come back after, so the
 /// graveyard stays at the peak number of concurrent sessions. The embedded
 /// broker is private to this process, so nobody else can use these ids.
+/// Only clean sessions (no session expiry, clean start: what the server asks
+/// of the embedded broker) may lease one: rumqttd would give the state it
+/// kept for a persistent session to the id's next holder.
 static CLIENT_IDS: IdPool = IdPool::new();
 
 /// Released client ids, ready for reuse.
