@@ -603,7 +603,7 @@ fn restarts_under_load(kind: Kind, protocol: &str) {
             Some(r["session_id"].as_str().expect("session_id").to_string())
         }
     };
-    let ours = session_info(&mut server, session.as_deref());
+    let ours = server.session_info(session.as_deref());
     assert_eq!(ours["protocol_version"], json!(protocol), "{ours}");
     // The subscriber's subscription is on disk before the first kill.
     broker.wait_saved();
@@ -630,21 +630,6 @@ fn restarts_under_load(kind: Kind, protocol: &str) {
         let (calls, outages) = run.publish_through_restarts(window);
         run.verify(window, started, &calls, &outages);
     }
-}
-
-/// The entry of `session` (None: the default session) in list_active_connections.
-fn session_info(server: &mut Server, session: Option<&str>) -> Value {
-    let list = server.call_ok("list_active_connections", json!({}));
-    list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| match session {
-            Some(id) => s["session_id"] == json!(id),
-            None => s["is_default"] == json!(true),
-        })
-        .unwrap_or_else(|| panic!("our session is not in {list}"))
-        .clone()
 }
 
 /// One test's broker, subscriber and server.

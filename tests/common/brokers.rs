@@ -466,17 +466,7 @@ impl Bench {
 
     /// The protocol a session (None = default) speaks, from list_active_connections.
     pub fn protocol_of(&mut self, session: Option<&str>) -> String {
-        let list = self.call_ok("list_active_connections", json!({}));
-        let s = list["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| match session {
-                Some(id) => s["session_id"] == json!(id),
-                None => s["is_default"] == json!(true),
-            })
-            .unwrap_or_else(|| panic!("no session {session:?} in {list}"))
-            .clone();
+        let s = self.session_info(session);
         s["protocol_version"].as_str().unwrap().to_string()
     }
 

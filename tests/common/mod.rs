@@ -310,6 +310,21 @@ impl Server {
         }
     }
 
+    /// The entry of `session` (None: the default session) in `list_active_connections`.
+    pub fn session_info(&mut self, session: Option<&str>) -> Value {
+        let list = self.call_ok("list_active_connections", json!({}));
+        list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| match session {
+                Some(id) => s["session_id"] == json!(id),
+                None => s["is_default"] == json!(true),
+            })
+            .unwrap_or_else(|| panic!("no session {session:?} in {list}"))
+            .clone()
+    }
+
     /// Calls a tool that must succeed and returns its structuredContent.
     pub fn call_ok(&mut self, name: &str, args: Value) -> Value {
         let res = self.call(name, args);
