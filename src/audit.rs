@@ -78,7 +78,7 @@ impl Audit {
             "outcome": e.outcome,
             "detail": e.detail,
         });
-        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = crate::sync::lock(sink);
         if writeln!(w, "{line}").and_then(|_| w.flush()).is_err() {
             tracing::warn!("could not write the audit log");
         }

@@ -106,7 +106,7 @@ impl IdPool {
 
     /// A released id, or a new one.
     fn take(&'static self) -> ClientIdLease {
-        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let reused = crate::sync::lock(&self.free).pop();
         let id = reused.unwrap_or_else(|| {
             format!(
                 "mqtt-mcp-{}",
@@ -141,11 +141,7 @@ impl ClientIdLease {
 
 impl Drop for ClientIdLease {
     fn drop(&mut self) {
-        self.pool
-            .free
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(std::mem::take(&mut self.id));
+        crate::sync::lock(&self.pool.free).push(std::mem::take(&mut self.id));
     }
 }
 

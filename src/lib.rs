@@ -32,6 +32,7 @@
 //! - [`audit`]: the audit log of publishes, clears and refusals.
 //! - [`config`]: server-wide settings.
 //! - [`secret`]: AES-256-GCM sealing of passwords, redacted secret strings.
+//! - [`sync`]: the one way a mutex is locked (poisoning recovered).
 //!
 //! MQTT
 //! - [`mqtt`]: one broker connection and the MQTT rules around it.
@@ -61,4 +62,5 @@ pub mod profiles;
 pub mod secret;
 pub mod session;
 pub mod subscriptions;
+pub mod sync;
 pub mod tools;

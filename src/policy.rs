@@ -238,7 +238,7 @@ impl RateLimiter {
         let Some(max) = policy.rules.max_publishes_per_minute else {
             return Ok(());
         };
-        let mut t = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = crate::sync::lock(&self.times);
         while t
             .front()
             .is_some_and(|f| now.duration_since(*f) >= Duration::from_secs(60))

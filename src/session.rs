@@ -115,17 +115,12 @@ impl<L> std::fmt::Debug for Session<L> {
 
 impl<L> Session<L> {
     fn touch(&self) {
-        if let Ok(mut t) = self.last_used.lock() {
-            *t = (Instant::now(), SystemTime::now());
-        }
+        *crate::sync::lock(&self.last_used) = (Instant::now(), SystemTime::now());
     }
 
     /// Last use, monotonic and wall clock.
     pub fn last_used(&self) -> (Instant, SystemTime) {
-        self.last_used
-            .lock()
-            .map(|t| *t)
-            .unwrap_or((Instant::now(), SystemTime::now()))
+        *crate::sync::lock(&self.last_used)
     }
 }
 
@@ -189,7 +184,7 @@ impl<L: Link> SessionManager<L> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session<L>>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.sessions)
     }
 
     /// Reserves room for one more session, or says the cap is reached.

@@ -103,7 +103,7 @@ impl BgSub {
                     m = sub.route.rx.recv() => {
                         let Some(m) = m else { return };
                         let drops = sub.dropped();
-                        let Ok(mut buf) = b.lock() else { return };
+                        let mut buf = crate::sync::lock(&b);
                         if drops > buf.channel_drops_seen {
                             let lost = drops - buf.channel_drops_seen;
                             buf.channel_drops_seen = drops;
@@ -124,7 +124,7 @@ impl BgSub {
                     changed = epochs.changed() => {
                         if changed.is_err() { return; }
                         let reconnects = *epochs.borrow_and_update();
-                        let Ok(mut buf) = b.lock() else { return };
+                        let mut buf = crate::sync::lock(&b);
                         let after_seq = buf.last_seq;
                         buf.gaps.push(Gap {
                             at: SystemTime::now(),
@@ -166,22 +166,15 @@ impl BgSub {
     /// Buffered messages no read has returned yet.
     pub fn unread(&self) -> usize {
         let upto = self.read_upto.load(std::sync::atomic::Ordering::Relaxed);
-        self.buffer
-            .lock()
-            .map(|b| b.msgs.iter().filter(|(s, _)| *s > upto).count())
-            .unwrap_or(0)
+        crate::sync::lock(&self.buffer)
+            .msgs
+            .iter()
+            .filter(|(s, _)| *s > upto)
+            .count()
     }
 
     fn read_inner(&self, since: u64, limit: usize) -> ReadOut {
-        let Ok(buf) = self.buffer.lock() else {
-            return ReadOut {
-                msgs: Vec::new(),
-                lost: 0,
-                gaps: Vec::new(),
-                more: false,
-                next: since,
-            };
-        };
+        let buf = crate::sync::lock(&self.buffer);
         let out: Vec<(u64, Arc<Message>)> = buf
             .msgs
             .iter()
@@ -213,9 +206,7 @@ impl BgSub {
 
     /// (buffered, buffered bytes, last seq, reconnects, lost so far).
     pub fn stats(&self) -> (usize, usize, u64, usize, u64) {
-        let Ok(buf) = self.buffer.lock() else {
-            return (0, 0, 0, 0, 0);
-        };
+        let buf = crate::sync::lock(&self.buffer);
         let first_kept = buf
             .msgs
             .front()
@@ -232,15 +223,12 @@ impl BgSub {
 
     /// Sequence numbers received in all (including lost ones).
     pub fn total(&self) -> u64 {
-        self.buffer.lock().map(|b| b.last_seq).unwrap_or(0)
+        crate::sync::lock(&self.buffer).last_seq
     }
 
     /// Messages counted as dropped by the route so far.
     pub fn dropped_total(&self) -> u64 {
-        self.buffer
-            .lock()
-            .map(|b| b.channel_drops_seen)
-            .unwrap_or(0)
+        crate::sync::lock(&self.buffer).channel_drops_seen
     }
 }
 
@@ -260,7 +248,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Number of subscriptions.
     pub fn len(&self) -> usize {
-        self.subs.lock().map(|s| s.len()).unwrap_or(0)
+        crate::sync::lock(&self.subs).len()
     }
 
     /// True when there are none.
@@ -271,29 +259,23 @@ impl Registry {
     /// Adds one.
     pub fn insert(&self, s: BgSub) -> Arc<BgSub> {
         let s = Arc::new(s);
-        if let Ok(mut m) = self.subs.lock() {
-            m.insert(s.id.clone(), s.clone());
-        }
+        crate::sync::lock(&self.subs).insert(s.id.clone(), s.clone());
         s
     }
 
     /// Looks one up.
     pub fn get(&self, id: &str) -> Option<Arc<BgSub>> {
-        self.subs.lock().ok()?.get(id).cloned()
+        crate::sync::lock(&self.subs).get(id).cloned()
     }
 
     /// Removes one (stopping it when the last reference goes).
     pub fn remove(&self, id: &str) -> Option<Arc<BgSub>> {
-        self.subs.lock().ok()?.remove(id)
+        crate::sync::lock(&self.subs).remove(id)
     }
 
     /// All, oldest first.
     pub fn all(&self) -> Vec<Arc<BgSub>> {
-        let mut v: Vec<_> = self
-            .subs
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let mut v: Vec<_> = crate::sync::lock(&self.subs).values().cloned().collect();
         v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         v
     }

@@ -12,6 +12,7 @@ use super::ledger::{Ledger, Resolution};
 use super::wire_v4::V4;
 use super::wire_v5::V5;
 use crate::secret::Vault;
+use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,9 +229,7 @@ impl Connection {
         let task = tokio::spawn(async move {
             super::task::run_loop(&mut el, spec, vault, shared, stop, resub).await;
         });
-        if let Ok(mut t) = conn.task.lock() {
-            *t = Some(task);
-        }
+        *lock(&conn.task) = Some(task);
         (
             conn,
             Connected {
@@ -248,15 +247,13 @@ impl Connection {
 
     /// State, reconnect count and last error.
     pub fn status(&self) -> (LinkState, u64, Option<String>) {
-        match self.shared.status.lock() {
-            Ok(s) => (s.state, s.reconnects, s.last_error.clone()),
-            Err(_) => (LinkState::Closed, 0, None),
-        }
+        let s = lock(&self.shared.status);
+        (s.state, s.reconnects, s.last_error.clone())
     }
 
     /// Connection epoch: increases on every reconnect (gap detection).
     pub fn epoch(&self) -> u64 {
-        self.shared.status.lock().map(|s| s.epoch).unwrap_or(0)
+        lock(&self.shared.status).epoch
     }
 
     /// Watch that changes on every (re)connect.
@@ -283,11 +280,7 @@ impl Connection {
             return Err(RequestError::Closed);
         }
         let (tx, rx) = oneshot::channel();
-        let mut p = self
-            .shared
-            .pending
-            .lock()
-            .map_err(|_| RequestError::Closed)?;
+        let mut p = lock(&self.shared.pending);
         self.client
             .publish(topic, payload, qos, retain, props)
             .map_err(|_| self.refused())?;
@@ -319,32 +312,24 @@ impl Connection {
         let (tx, rx) = mpsc::channel(depth.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let id = self.shared.next_route.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut r) = self.shared.routes.lock() {
-            r.push(Route {
-                id,
-                filters: filters.iter().map(|(f, _)| f.clone()).collect(),
-                exclude: exclude.to_vec(),
-                tx,
-                dropped: dropped.clone(),
-            });
-        }
+        lock(&self.shared.routes).push(Route {
+            id,
+            filters: filters.iter().map(|(f, _)| f.clone()).collect(),
+            exclude: exclude.to_vec(),
+            tx,
+            dropped: dropped.clone(),
+        });
         let mut acks = Vec::with_capacity(filters.len());
         for (filter, qos) in filters {
             let qos = {
-                let mut f = self
-                    .shared
-                    .filters
-                    .lock()
-                    .map_err(|_| RequestError::Closed)?;
+                let mut f = lock(&self.shared.filters);
                 let e = f.by_filter.entry(filter.clone()).or_insert((*qos, 0));
                 e.1 += 1;
                 e.0 = e.0.max(*qos);
                 e.0
             };
             if super::topic::is_dollar_filter(filter) {
-                if let Ok(mut d) = self.shared.dollar_probe.lock() {
-                    *d = Some(filter.clone());
-                }
+                *lock(&self.shared.dollar_probe) = Some(filter.clone());
             }
             match self.send_subscribe(filter, qos, true) {
                 Ok(Some(rx)) => acks.push(rx),
@@ -417,11 +402,7 @@ impl Connection {
         qos: u8,
         wait: bool,
     ) -> Result<Option<oneshot::Receiver<Vec<SubAckCode>>>, RequestError> {
-        let mut p = self
-            .shared
-            .pending
-            .lock()
-            .map_err(|_| RequestError::Closed)?;
+        let mut p = lock(&self.shared.pending);
         self.client
             .subscribe(filter, qos)
             .map_err(|_| self.refused())?;
@@ -438,9 +419,7 @@ impl Connection {
     /// Removes a route; unsubscribes each filter that no other route holds.
     pub fn unroute(&self, id: u64) {
         let filters = {
-            let Ok(mut r) = self.shared.routes.lock() else {
-                return;
-            };
+            let mut r = lock(&self.shared.routes);
             let Some(pos) = r.iter().position(|x| x.id == id) else {
                 return;
             };
@@ -448,9 +427,7 @@ impl Connection {
         };
         for filter in filters {
             let last = {
-                let Ok(mut f) = self.shared.filters.lock() else {
-                    return;
-                };
+                let mut f = lock(&self.shared.filters);
                 match f.by_filter.get_mut(&filter) {
                     Some(e) if e.1 > 1 => {
                         e.1 -= 1;
@@ -466,9 +443,7 @@ impl Connection {
             if !last || self.stop.is_cancelled() {
                 continue;
             }
-            let Ok(mut p) = self.shared.pending.lock() else {
-                return;
-            };
+            let mut p = lock(&self.shared.pending);
             if self.client.unsubscribe(&filter).is_ok() {
                 p.unsubscribes.submitted(None);
             }
@@ -477,29 +452,17 @@ impl Connection {
 
     /// The last `n` messages seen on `topic` by any subscription of this connection.
     pub fn history(&self, topic: &str, n: usize) -> Vec<Arc<Message>> {
-        self.shared
-            .history
-            .lock()
-            .map(|h| h.last(topic, n))
-            .unwrap_or_default()
+        lock(&self.shared.history).last(topic, n)
     }
 
     /// Topics seen by this connection: name, messages remembered, latest message.
     pub fn topics_seen(&self) -> Vec<(String, usize, Arc<Message>)> {
-        self.shared
-            .history
-            .lock()
-            .map(|h| h.summary())
-            .unwrap_or_default()
+        lock(&self.shared.history).summary()
     }
 
     /// How many topics this connection has seen.
     pub fn topic_count(&self) -> usize {
-        self.shared
-            .history
-            .lock()
-            .map(|h| h.topic_count())
-            .unwrap_or(0)
+        lock(&self.shared.history).topic_count()
     }
 
     /// True once the broker dropped us for subscribing to a `$` filter.
@@ -525,20 +488,17 @@ impl Connection {
 
     /// True if one of this connection's broker-level filters matches `topic`.
     pub fn subscribed_to(&self, topic: &str) -> bool {
-        self.shared
-            .filters
-            .lock()
-            .map(|f| f.by_filter.keys().any(|k| super::topic::matches(k, topic)))
-            .unwrap_or(false)
+        lock(&self.shared.filters)
+            .by_filter
+            .keys()
+            .any(|k| super::topic::matches(k, topic))
     }
 
     /// Sends DISCONNECT, waits briefly for it to leave, and stops the task.
     pub async fn close(&self) {
-        if let Ok(mut s) = self.shared.status.lock() {
-            s.state = LinkState::Closed;
-        }
+        lock(&self.shared.status).state = LinkState::Closed;
         let _ = self.client.disconnect();
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        let task = lock(&self.task).take();
         if let Some(mut task) = task {
             if tokio::time::timeout(Duration::from_millis(300), &mut task)
                 .await
@@ -549,19 +509,13 @@ impl Connection {
             }
         }
         self.stop.cancel();
-        if let Ok(mut r) = self.shared.routes.lock() {
-            r.clear();
-        }
+        lock(&self.shared.routes).clear();
     }
 
     /// Why rumqttc's channel refused a request: while the event task runs it
     /// can only have been full.
     fn refused(&self) -> RequestError {
-        let running = self
-            .task
-            .lock()
-            .map(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
-            .unwrap_or(false);
+        let running = lock(&self.task).as_ref().is_some_and(|t| !t.is_finished());
         if self.stop.is_cancelled() || !running {
             RequestError::Closed
         } else {

@@ -7,6 +7,7 @@ use super::client::{resolve, Connection, Shared};
 use super::ledger::Ack;
 use super::model::*;
 use crate::secret::Vault;
+use crate::sync::lock;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -15,41 +16,26 @@ use tokio_util::sync::CancellationToken;
 pub(super) fn deliver(shared: &Shared, msg: Message) {
     shared.received.fetch_add(1, Ordering::Relaxed);
     if !msg.retain {
-        let matching = shared
-            .filters
-            .lock()
-            .map(|f| {
-                f.by_filter
-                    .keys()
-                    .filter(|k| crate::mqtt::topic::matches(k, &msg.topic))
-                    .count()
-            })
-            .unwrap_or(1);
+        let matching = lock(&shared.filters)
+            .by_filter
+            .keys()
+            .filter(|k| crate::mqtt::topic::matches(k, &msg.topic))
+            .count();
         if matching > 1 {
-            let new = shared
-                .dedup
-                .lock()
-                .map(|mut d| {
-                    d.admit(
-                        &msg.topic,
-                        &msg.payload,
-                        matching,
-                        std::time::Instant::now(),
-                    )
-                })
-                .unwrap_or(true);
+            let new = lock(&shared.dedup).admit(
+                &msg.topic,
+                &msg.payload,
+                matching,
+                std::time::Instant::now(),
+            );
             if !new {
                 return;
             }
         }
     }
     let msg = Arc::new(msg);
-    if let Ok(mut h) = shared.history.lock() {
-        h.record(&msg);
-    }
-    let Ok(routes) = shared.routes.lock() else {
-        return;
-    };
+    lock(&shared.history).record(&msg);
+    let routes = lock(&shared.routes);
     for r in routes.iter() {
         if r.filters
             .iter()
@@ -68,54 +54,38 @@ pub(super) fn deliver(shared: &Shared, msg: Message) {
 /// Applies one event of the connection to the shared state.
 fn handle(shared: &Shared, ev: Ev) {
     let ack = |pkid, ack, reason| {
-        if let Ok(mut p) = shared.pending.lock() {
-            resolve(
-                p.publishes
-                    .acknowledged(pkid, ack, reason)
-                    .into_iter()
-                    .collect(),
-            );
-        }
+        let mut p = lock(&shared.pending);
+        resolve(
+            p.publishes
+                .acknowledged(pkid, ack, reason)
+                .into_iter()
+                .collect(),
+        );
     };
     match ev {
         Ev::Publish(m) => deliver(shared, m),
         Ev::OutPublish(pkid) => {
-            if let Ok(mut p) = shared.pending.lock() {
-                resolve(p.publishes.outgoing(pkid));
-            }
+            let mut p = lock(&shared.pending);
+            resolve(p.publishes.outgoing(pkid));
         }
         Ev::PubAck { pkid, reason } => ack(pkid, Ack::PubAck, reason),
         Ev::PubRec { pkid, reason } => ack(pkid, Ack::PubRec, reason),
         Ev::PubComp { pkid, reason } => ack(pkid, Ack::PubComp, reason),
         Ev::OutSubscribe(pkid) => {
-            if let Ok(mut p) = shared.pending.lock() {
-                p.subscribes.outgoing(pkid);
-            }
+            lock(&shared.pending).subscribes.outgoing(pkid);
         }
         Ev::SubAck { pkid, codes } => {
-            if let Ok(mut d) = shared.dollar_probe.lock() {
-                *d = None;
-            }
-            let w = shared
-                .pending
-                .lock()
-                .ok()
-                .and_then(|mut p| p.subscribes.acknowledged(pkid));
+            *lock(&shared.dollar_probe) = None;
+            let w = lock(&shared.pending).subscribes.acknowledged(pkid);
             if let Some(w) = w {
                 let _ = w.send(codes);
             }
         }
         Ev::OutUnsubscribe(pkid) => {
-            if let Ok(mut p) = shared.pending.lock() {
-                p.unsubscribes.outgoing(pkid);
-            }
+            lock(&shared.pending).unsubscribes.outgoing(pkid);
         }
         Ev::UnsubAck { pkid } => {
-            let w = shared
-                .pending
-                .lock()
-                .ok()
-                .and_then(|mut p| p.unsubscribes.acknowledged(pkid));
+            let w = lock(&shared.pending).unsubscribes.acknowledged(pkid);
             if let Some(w) = w {
                 let _ = w.send(());
             }
@@ -142,13 +112,12 @@ pub(super) async fn run_loop<W: Wire>(
             Ok(Ev::ConnAck { session_present }) => {
                 el.disarm_credentials(&spec);
                 attempt = 0;
-                if let Ok(mut p) = shared.pending.lock() {
+                {
+                    let mut p = lock(&shared.pending);
                     resolve(el.resume(session_present, &mut p));
                 }
                 let epoch = {
-                    let Ok(mut s) = shared.status.lock() else {
-                        break;
-                    };
+                    let mut s = lock(&shared.status);
                     if s.state == LinkState::Closed {
                         break;
                     }
@@ -160,26 +129,22 @@ pub(super) async fn run_loop<W: Wire>(
                 tracing::info!(client_id = %spec.client_id, "reconnected to {}:{}", spec.host, spec.port);
                 let _ = shared.state_tx.send(epoch);
                 // Clean sessions lose their subscriptions: replay them.
-                let filters: Vec<(String, u8)> = shared
-                    .filters
-                    .lock()
-                    .map(|f| f.by_filter.iter().map(|(k, v)| (k.clone(), v.0)).collect())
-                    .unwrap_or_default();
+                let filters: Vec<(String, u8)> = lock(&shared.filters)
+                    .by_filter
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0))
+                    .collect();
                 for (f, q) in filters {
                     let _ = conn.send_subscribe(&f, q, false);
                 }
             }
             Ok(Ev::Disconnect { reason }) => {
-                if let Ok(mut s) = shared.status.lock() {
-                    s.last_error = Some(reason);
-                }
+                lock(&shared.status).last_error = Some(reason);
             }
             Ok(ev) => handle(&shared, ev),
             Err(e) => {
                 let closed = {
-                    let Ok(mut s) = shared.status.lock() else {
-                        break;
-                    };
+                    let mut s = lock(&shared.status);
                     if s.state == LinkState::Closed {
                         true
                     } else {
@@ -197,16 +162,13 @@ pub(super) async fn run_loop<W: Wire>(
                 for ev in el.drain_events() {
                     handle(&shared, ev);
                 }
-                if let Ok(mut p) = shared.pending.lock() {
-                    p.connection_lost();
-                }
+                lock(&shared.pending).connection_lost();
                 el.take_pending();
-                if let Some(f) = shared.dollar_probe.lock().ok().and_then(|mut d| d.take()) {
+                let probe = lock(&shared.dollar_probe).take();
+                if let Some(f) = probe {
                     tracing::warn!("the broker dropped the connection after a subscription to {f:?}; not using $ filters on it again");
                     shared.dollar_refused.store(true, Ordering::Relaxed);
-                    if let Ok(mut fs) = shared.filters.lock() {
-                        fs.by_filter.remove(&f);
-                    }
+                    lock(&shared.filters).by_filter.remove(&f);
                 }
                 tracing::warn!(client_id = %spec.client_id, error = %e, "connection to {}:{} lost; retrying", spec.host, spec.port);
                 let wait = adapter::backoff(attempt);
@@ -220,14 +182,8 @@ pub(super) async fn run_loop<W: Wire>(
         }
     }
     el.disarm_credentials(&spec);
-    if let Ok(mut s) = shared.status.lock() {
-        s.state = LinkState::Closed;
-    }
+    lock(&shared.status).state = LinkState::Closed;
     // Wake every waiter: their requests will never be answered now.
-    let done = shared
-        .pending
-        .lock()
-        .map(|mut p| p.close())
-        .unwrap_or_default();
+    let done = lock(&shared.pending).close();
     resolve(done);
 }
