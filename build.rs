@@ -14,8 +14,10 @@
 //!   so handlers are typed by the contract; one type per shared definition
 //!   (`defs::<Name>`), which those structs name wherever a schema refers to it;
 //!   the static tool table (`TOOLS`) whose JSON is the served schema, compiled
-//!   lazily into validators; and `dispatch`, which calls
-//!   `crate::tools::handlers::<tool>` for every schema.
+//!   lazily into validators; `dispatch`, which calls
+//!   `crate::tools::handlers::<tool>` for every schema under the call's one
+//!   deadline; and, from the `x-deadline` fields of each `inputSchema`, the
+//!   `Timed` impl that deadline is computed from (`build/deadline.rs`).
 //!
 //! A schema without a handler fails to compile (the call in `dispatch` has no
 //! target); a handler without a schema cannot name its parameter or result type.
@@ -24,12 +26,15 @@
 //! and references that do not name a shared definition.
 //!
 //! `build/shared.rs` loads the shared definitions, resolves references and
-//! bundles; this file checks the tool files and writes the Rust.
+//! bundles; `build/deadline.rs` reads and strips `x-deadline`; this file
+//! checks the tool files and writes the Rust.
 
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+#[path = "build/deadline.rs"]
+mod deadline;
 #[path = "build/shared.rs"]
 mod shared;
 use shared::{json_files, read_json, Shared, DEFS_DIR};
@@ -57,6 +62,7 @@ fn main() {
     let mut table = String::new();
     let mut ids = String::new();
     let mut arms = String::new();
+    let mut timed = String::new();
     let mut names = Vec::new();
 
     for file in &files {
@@ -80,8 +86,16 @@ fn main() {
             Direction::Results,
         );
 
+        timed.push_str(&deadline::timed_impl(
+            &base,
+            &camel,
+            &tool["inputSchema"],
+            field_ident,
+        ));
+        let mut served_tool = tool.clone();
+        deadline::strip(&mut served_tool);
         let served = served_dir.join(&base);
-        let text = serde_json::to_string_pretty(&shared.bundle_tool(&base, &tool))
+        let text = serde_json::to_string_pretty(&shared.bundle_tool(&base, &served_tool))
             .unwrap_or_else(|e| panic!("{base}: cannot serialize the served schema: {e}"));
         std::fs::write(&served, text + "\n")
             .unwrap_or_else(|e| panic!("write {}: {e}", served.display()));
@@ -94,7 +108,7 @@ fn main() {
         let _ = writeln!(ids, "    /// The `{name}` tool.\n    {camel},");
         let _ = writeln!(
             arms,
-            "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::handlers::{name}(ctx, p).await?;\n            serde_json::to_string(&r).map_err(crate::tools::ToolError::internal)\n        }}"
+            "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::deadline::run(ctx, p, crate::tools::handlers::{name}).await?;\n            serde_json::to_string(&r).map_err(crate::tools::ToolError::internal)\n        }}"
         );
     }
 
@@ -130,6 +144,10 @@ fn main() {
     let _ = writeln!(
         out,
         "/// Deserializes validated arguments into the generated type, runs the handler, and serializes its result once (no intermediate JSON tree).\npub async fn dispatch(ctx: &crate::tools::ToolContext, tool: ToolId, args: serde_json::Value) -> Result<String, crate::tools::ToolError> {{\n    match tool {{\n{arms}\n    }}\n}}\n"
+    );
+    let _ = writeln!(
+        out,
+        "// What each tool's schema declares about its time (`x-deadline`).\n{timed}"
     );
     let _ = writeln!(out, "/// Parameter types generated from each tool's `inputSchema`.\npub mod params {{\n    #![allow(clippy::all)]\n    use serde::Deserialize;\n{params}}}\n");
     let _ = writeln!(out, "/// Result types generated from each tool's `outputSchema`.\npub mod results {{\n    #![allow(clippy::all)]\n    use serde::Serialize;\n{results}}}\n");

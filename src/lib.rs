@@ -21,7 +21,8 @@
 //!
 //! Tools and what they share
 //! - [`tools`]: the contract generated from `schema/` by `build.rs` (types,
-//!   table, validators), and the handlers, one file per tool family.
+//!   table, validators), and the handlers, one file per tool family;
+//!   `deadline.rs`: the one deadline of a call, from its schema's time fields.
 //! - [`app`]: the runtime shared by requests: sessions, vault, configuration,
 //!   the background `default` session.
 //! - [`session`]: session ids, idle TTL and reaper, the session cap.

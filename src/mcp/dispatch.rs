@@ -183,11 +183,8 @@ impl Conn {
             progress,
             tool: tool.name,
         };
-        let limit = self.app.config.max_call_timeout + std::time::Duration::from_secs(1);
-        let result = match tokio::time::timeout(limit, tools::call(&ctx, tool, args)).await {
-            Ok(r) => r,
-            Err(_) => tools::error_result(&tools::ToolError::Failed(format!("the call did not finish within the hard limit of {} s; ask for less (shorter duration, fewer messages)", limit.as_secs()))).to_string(),
-        };
+        // The call's one deadline is computed and enforced inside `tools::call`.
+        let result = tools::call(&ctx, tool, args).await;
         match era {
             Era::Handshake => jsonrpc::response_raw(id, &result),
             Era::Stateless => jsonrpc::response_raw(id, &lifecycle::stateless_result_raw(&result)),

@@ -249,8 +249,8 @@ pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcEr
         }
         Uri::Retained(_, f) => {
             // The get_retained handler itself, typed: no lookup by name, no
-            // JSON text to parse back. Its own windows (subscribe, settle,
-            // 20 s gather) bound it; the server's ceiling caps it as for a call.
+            // JSON text to parse back; under the one deadline a call of it
+            // would have (its schema's default, the server's ceiling).
             let ctx = crate::tools::ToolContext {
                 app: app.clone(),
                 cancel: Default::default(),
@@ -265,21 +265,14 @@ pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcEr
                 preview_bytes: None,
                 timeout_ms: None,
             };
-            let ceiling = app.config.max_call_timeout;
             let found =
-                tokio::time::timeout(ceiling, crate::tools::handlers::get_retained(&ctx, args))
+                crate::tools::deadline::run(&ctx, args, crate::tools::handlers::get_retained)
                     .await
-                    .map_err(|_| {
-                        RpcError::new(
-                            code::INTERNAL_ERROR,
-                            format!(
-                                "reading the retained messages did not finish within {} ms",
-                                ceiling.as_millis()
-                            ),
-                        )
-                    })?
-                    .map_err(|e| {
-                        RpcError::new(code::INVALID_PARAMS, format!("Invalid params: {e}"))
+                    .map_err(|e| match e {
+                        crate::tools::ToolError::DeadlineExceeded { .. } => {
+                            RpcError::new(code::INTERNAL_ERROR, e.to_string())
+                        }
+                        e => RpcError::new(code::INVALID_PARAMS, format!("Invalid params: {e}")),
                     })?;
             let shown = serde_json::to_value(found)
                 .map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))?;

@@ -1,11 +1,10 @@
 //! `subscribe`, `read_messages`, `unsubscribe`, `list_subscriptions`.
 
 use super::common;
-use super::{params, results, ToolContext, ToolError};
+use super::{params, results, Deadline, ToolContext, ToolError};
 use crate::mqtt::client::SubAckCode;
 use crate::session::rfc3339;
 use crate::subscriptions::{BgSub, MAX_PER_SESSION};
-use std::time::Duration;
 
 /// Depth of the route feeding a background buffer.
 const ROUTE_DEPTH: usize = 8 * 1024;
@@ -14,6 +13,7 @@ const ROUTE_DEPTH: usize = 8 * 1024;
 pub async fn subscribe(
     ctx: &ToolContext,
     p: params::Subscribe,
+    deadline: Deadline,
 ) -> Result<results::Subscribe, ToolError> {
     let filters = common::filters(p.filter, p.filters)?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
@@ -25,7 +25,7 @@ pub async fn subscribe(
         p.buffer_messages.unwrap_or(1000) as usize,
         p.buffer_bytes.unwrap_or(8 * 1024 * 1024) as usize,
     );
-    let sub = common::open(ctx, &s, &filters, qos, ROUTE_DEPTH, Duration::from_secs(10)).await?;
+    let sub = common::open(ctx, &s, &filters, qos, ROUTE_DEPTH, deadline.remaining()).await?;
     let granted = sub.granted.iter().map(|(_, c)| match c {
         SubAckCode::Granted(q) => *q as u64,
         SubAckCode::Refused(c) => *c as u64,
@@ -61,6 +61,7 @@ fn not_found(id: &str) -> ToolError {
 pub async fn read_messages(
     ctx: &ToolContext,
     p: params::ReadMessages,
+    deadline: Deadline,
 ) -> Result<results::ReadMessages, ToolError> {
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let bg = s
@@ -70,10 +71,10 @@ pub async fn read_messages(
     let since = p.since.unwrap_or(0);
     let limit = p.limit.unwrap_or(100) as usize;
     let preview = p.preview_bytes.unwrap_or(2048) as usize;
-    let wait = Duration::from_millis(p.wait_ms.unwrap_or(0));
+    let wait = deadline.cut(deadline.window());
     let mut read = bg.read(since, limit);
     if read.msgs.is_empty() && !wait.is_zero() {
-        let deadline = tokio::time::Instant::now() + wait;
+        let until = tokio::time::Instant::now() + wait;
         loop {
             let notified = bg.notify.notified();
             read = bg.read(since, limit);
@@ -83,7 +84,7 @@ pub async fn read_messages(
             tokio::select! {
                 _ = ctx.cancel.cancelled() => break,
                 _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => { read = bg.read(since, limit); break; }
+                _ = tokio::time::sleep_until(until) => { read = bg.read(since, limit); break; }
             }
         }
     }
@@ -124,6 +125,7 @@ pub async fn read_messages(
 pub async fn unsubscribe(
     ctx: &ToolContext,
     p: params::Unsubscribe,
+    _deadline: Deadline,
 ) -> Result<results::Unsubscribe, ToolError> {
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let bg = s
@@ -143,6 +145,7 @@ pub async fn unsubscribe(
 pub async fn list_subscriptions(
     ctx: &ToolContext,
     p: params::ListSubscriptions,
+    _deadline: Deadline,
 ) -> Result<results::ListSubscriptions, ToolError> {
     let sessions = match &p.session_id {
         Some(id) => vec![ctx.app.sessions.get(Some(id))?],

@@ -2,13 +2,12 @@
 //! `get_topic_schema` (payload structure inference).
 
 use super::common::{self, ms, Stop};
-use super::{params, results, ToolContext, ToolError};
+use super::{params, results, Deadline, ToolContext, ToolError};
 use crate::mqtt::client::Message;
 use crate::payload::{self, Format};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Depth of a collector's channel: large enough for bursts while the loop
@@ -159,10 +158,11 @@ impl Sampler {
 pub async fn subscribe_and_collect(
     ctx: &ToolContext,
     p: params::SubscribeAndCollect,
+    deadline: Deadline,
 ) -> Result<results::SubscribeAndCollect, ToolError> {
     let filters = common::filters(p.filter, p.filters)?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
-    let window = Duration::from_millis(p.duration_ms.unwrap_or(5000));
+    let window = deadline.window();
     let max = p.max_messages.unwrap_or(100) as usize;
     let max = s.policy.cap_collect(max);
     let first_only = p.stop_after_first.unwrap_or(false);
@@ -174,7 +174,7 @@ pub async fn subscribe_and_collect(
         &filters,
         common::qos(p.qos, 0),
         COLLECT_DEPTH,
-        Duration::from_secs(10),
+        deadline.reserving(window),
     )
     .await?;
     let granted: Vec<u64> = sub
@@ -187,7 +187,7 @@ pub async fn subscribe_and_collect(
         .collect();
     let mut sampler = Sampler::new(max);
     let mut topics: HashSet<String> = HashSet::new();
-    let stop = common::drain(ctx, &mut sub, window, None, |m| {
+    let stop = common::drain(ctx, &mut sub, deadline.cut(window), None, |m| {
         if topics.len() < 100_000 && !topics.contains(&m.topic) {
             topics.insert(m.topic.clone());
         }
@@ -313,16 +313,24 @@ fn walk(
 pub async fn get_topic_schema(
     ctx: &ToolContext,
     p: params::GetTopicSchema,
+    deadline: Deadline,
 ) -> Result<results::GetTopicSchema, ToolError> {
     let filters = common::filters(Some(p.filter.clone()), None)?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
-    let window = Duration::from_millis(p.duration_ms.unwrap_or(5000));
+    let window = deadline.window();
     let max = p.max_messages.unwrap_or(200) as usize;
     let max = s.policy.cap_collect(max);
-    let mut sub =
-        common::open(ctx, &s, &filters, 0, COLLECT_DEPTH, Duration::from_secs(10)).await?;
+    let mut sub = common::open(
+        ctx,
+        &s,
+        &filters,
+        0,
+        COLLECT_DEPTH,
+        deadline.reserving(window),
+    )
+    .await?;
     let mut samples: Vec<Arc<Message>> = Vec::new();
-    common::drain(ctx, &mut sub, window, None, |m| {
+    common::drain(ctx, &mut sub, deadline.cut(window), None, |m| {
         samples.push(m);
         samples.len() < max
     })
@@ -437,7 +445,7 @@ mod tests {
     async fn sample_keeps_first_last_errors_shapes_and_spread() {
         let mut s = Sampler::new(20);
         for i in 0..1000 {
-            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::time::advance(std::time::Duration::from_millis(10)).await;
             let p = match i {
                 500 => r#"{"status":"ERROR","code":7}"#.to_string(),
                 700 => "plain text".to_string(),

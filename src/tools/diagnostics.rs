@@ -2,7 +2,7 @@
 
 use super::common::{self, ms};
 use super::discovery::observe;
-use super::{params, results, ToolContext, ToolError};
+use super::{params, results, Deadline, ToolContext, ToolError};
 use crate::mqtt::client::{LinkState, PublishOutcome};
 use crate::payload;
 use crate::session::rfc3339;
@@ -56,10 +56,18 @@ async fn round_trip(
 pub async fn test_connection(
     ctx: &ToolContext,
     p: params::TestConnection,
+    deadline: Deadline,
 ) -> Result<results::TestConnection, ToolError> {
     let s = common::session(ctx, p.session_id.as_deref()).await?;
     let conn = &s.link;
-    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(10_000));
+    let include_sys = p.include_sys.unwrap_or(true);
+    let sys_wait = Duration::from_millis(p.sys_wait_ms.unwrap_or(1000));
+    // The round trip leaves the $SYS gathering its time within the budget.
+    let timeout = deadline.reserving(if include_sys {
+        sys_wait
+    } else {
+        Duration::ZERO
+    });
     let (state, reconnects, last_error) = conn.status();
     if state != LinkState::Connected {
         return Err(ToolError::Failed(format!(
@@ -85,15 +93,24 @@ pub async fn test_connection(
         notes.push(format!("no echo of the test message within {} ms: the broker may not let this client subscribe or publish to {test_topic}", timeout.as_millis()));
     }
     let mut sys = None;
-    if p.include_sys.unwrap_or(true) {
+    if include_sys {
         let filter = "$SYS/#".to_string();
         if conn.dollar_refused() {
             notes.push("$SYS skipped: this broker does not allow $ subscriptions (the embedded broker has no $SYS topics)".into());
         } else if let Err(e) = s.policy.check_subscribe(&filter) {
             notes.push(format!("$SYS skipped: {e}"));
         } else {
-            let wait = Duration::from_millis(p.sys_wait_ms.unwrap_or(1000));
-            match common::open(ctx, &s, std::slice::from_ref(&filter), 0, 4096, timeout).await {
+            let wait = deadline.cut(sys_wait);
+            match common::open(
+                ctx,
+                &s,
+                std::slice::from_ref(&filter),
+                0,
+                4096,
+                deadline.remaining(),
+            )
+            .await
+            {
                 Ok(mut sub) => {
                     let mut figures: BTreeMap<String, String> = BTreeMap::new();
                     common::drain(ctx, &mut sub, wait, None, |m| {
@@ -201,6 +218,7 @@ pub fn diff(index: u64, before: &[u8], after: &[u8]) -> Vec<results::TopicHistor
 pub async fn topic_history(
     ctx: &ToolContext,
     p: params::TopicHistory,
+    _deadline: Deadline,
 ) -> Result<results::TopicHistory, ToolError> {
     common::topic_name(&p.topic, "topic")?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
@@ -233,6 +251,7 @@ pub async fn topic_history(
 pub async fn debug_device(
     ctx: &ToolContext,
     p: params::DebugDevice,
+    deadline: Deadline,
 ) -> Result<results::DebugDevice, ToolError> {
     let id = p.device_id.clone();
     if id.contains(['/', '+', '#', '\0']) {
@@ -243,9 +262,9 @@ pub async fn debug_device(
         .map(|d| format!("{}{id}/#", "+/".repeat(d)))
         .collect();
     let s = common::session(ctx, p.session_id.as_deref()).await?;
-    let window = Duration::from_millis(p.window_ms.unwrap_or(5000));
+    let window = deadline.window();
     let preview = p.preview_bytes.unwrap_or(1024) as usize;
-    let (topics, _dropped, elapsed) = observe(ctx, &s, &filters, window).await?;
+    let (topics, _dropped, elapsed) = observe(ctx, &s, &filters, deadline).await?;
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut list: Vec<_> = topics.iter().collect();
     list.sort_by(|a, b| a.0.cmp(b.0));

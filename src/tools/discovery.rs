@@ -2,7 +2,7 @@
 //! a tree of levels.
 
 use super::common::{self, ms};
-use super::{params, results, ToolContext, ToolError};
+use super::{params, results, Deadline, ToolContext, ToolError};
 use crate::mqtt::client::Message;
 use crate::payload;
 use crate::session::rfc3339;
@@ -28,16 +28,18 @@ pub(super) struct TopicStats {
     pub last: Arc<Message>,
 }
 
-/// Listens on `filters`: first until the retained replay is over (quiet for
-/// 200 ms, at most `max(window, 1 s)`), then for the rest of `window`.
+/// Listens on `filters` for the call's window: first until the retained
+/// replay is over (quiet for 200 ms, at most `max(window, 1 s)` and never past
+/// the deadline), then for the rest of the window.
 pub(super) async fn observe(
     ctx: &ToolContext,
     s: &crate::session::Session,
     filters: &[String],
-    window: Duration,
+    deadline: Deadline,
 ) -> Result<(HashMap<String, TopicStats>, u64, Duration), ToolError> {
     let start = Instant::now();
-    let mut sub = common::open(ctx, s, filters, 0, 16 * 1024, Duration::from_secs(10)).await?;
+    let window = deadline.window();
+    let mut sub = common::open(ctx, s, filters, 0, 16 * 1024, deadline.reserving(window)).await?;
     let mut topics: HashMap<String, TopicStats> = HashMap::new();
     let mut on = |m: Arc<Message>| {
         if let Some(t) = topics.get_mut(&m.topic) {
@@ -60,7 +62,7 @@ pub(super) async fn observe(
         }
         true
     };
-    let settle = window.max(Duration::from_secs(1));
+    let settle = deadline.cut(window.max(Duration::from_secs(1)));
     let stop = common::drain(
         ctx,
         &mut sub,
@@ -69,7 +71,7 @@ pub(super) async fn observe(
         &mut on,
     )
     .await;
-    let left = window.saturating_sub(start.elapsed());
+    let left = deadline.cut(window.saturating_sub(start.elapsed()));
     if stop == common::Stop::Quiet && !left.is_zero() {
         common::drain(ctx, &mut sub, left, None, &mut on).await;
     }
@@ -116,11 +118,11 @@ fn tree(topics: &[(&String, &TopicStats)]) -> Value {
 pub async fn list_topics(
     ctx: &ToolContext,
     p: params::ListTopics,
+    deadline: Deadline,
 ) -> Result<results::ListTopics, ToolError> {
     let filter = p.filter.clone().unwrap_or_else(|| "#".into());
     let filters = common::filters(Some(filter), None)?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
-    let window = Duration::from_millis(p.window_ms.unwrap_or(3000));
     let limit = p.limit.unwrap_or(200) as usize;
     let offset = match &p.cursor {
         None => 0,
@@ -134,7 +136,8 @@ pub async fn list_topics(
             })?,
     };
     let preview = p.preview_bytes.unwrap_or(80) as usize;
-    let (topics, dropped, elapsed) = observe(ctx, &s, &filters, window).await?;
+    let window = deadline.window();
+    let (topics, dropped, elapsed) = observe(ctx, &s, &filters, deadline).await?;
     let prefix = p.prefix.clone().unwrap_or_default();
     let mut sorted: Vec<(&String, &TopicStats)> = topics
         .iter()

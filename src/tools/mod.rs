@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 mod background;
 mod collect;
 mod common;
+pub mod deadline;
 mod diagnostics;
 mod discovery;
 mod publish;
@@ -19,6 +20,7 @@ mod retained;
 mod sessions;
 
 pub use common::message_json;
+pub use deadline::Deadline;
 
 /// Handler functions, by tool name; `dispatch` (generated) calls them.
 pub mod handlers {
@@ -147,6 +149,12 @@ pub enum ToolError {
     /// A bug on our side.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The handler was still running past the call's deadline (see [`deadline`]).
+    #[error("the call did not finish within its deadline of {budget_ms} ms; raise timeout_ms or ask for less (shorter window, fewer messages)")]
+    DeadlineExceeded {
+        /// The call's budget.
+        budget_ms: u128,
+    },
 }
 
 impl ToolError {
@@ -167,23 +175,14 @@ impl From<crate::session::SessionError> for ToolError {
     }
 }
 
-/// Validates, runs, and shapes the `tools/call` result (success or `isError`).
+/// Validates, runs under the call's one deadline (see [`deadline`]), and shapes the `tools/call` result (success or `isError`).
 /// Returns the `tools/call` result object as JSON text: large results (10,000
 /// collected messages) are serialized once, never held as a JSON tree twice.
 pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> String {
     if let Err(errs) = tool.validate(&args) {
         return error_result(&ToolError::InvalidArguments(errs)).to_string();
     }
-    let deadline = deadline_for(&args, ctx.app.config.max_call_timeout);
-    let run = dispatch(ctx, tool.id, args);
-    let outcome = match tokio::time::timeout(deadline, run).await {
-        Ok(r) => r,
-        Err(_) => Err(ToolError::Failed(format!(
-            "the call did not finish within its deadline of {} ms; raise timeout_ms or ask for less (shorter window, fewer messages)",
-            deadline.as_millis()
-        ))),
-    };
-    match outcome {
+    match dispatch(ctx, tool.id, args).await {
         Ok(structured) => {
             let text = serde_json::to_string(&structured).unwrap_or_else(|_| "\"\"".into());
             let mut out = String::with_capacity(text.len() + structured.len() + 96);
@@ -197,21 +196,6 @@ pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> String {
         }
         Err(e) => error_result(&e).to_string(),
     }
-}
-
-/// The hard deadline of a call: `timeout_ms` if given, else 30 s plus any
-/// listening window the call asks for, plus a second of grace so that the
-/// handler's own, more specific timeout message wins; never above the
-/// server's ceiling.
-pub fn deadline_for(args: &Value, ceiling: std::time::Duration) -> std::time::Duration {
-    let ms = |k: &str| args.get(k).and_then(Value::as_u64);
-    let window = ["duration_ms", "window_ms", "wait_ms"]
-        .iter()
-        .filter_map(|k| ms(k))
-        .max()
-        .unwrap_or(0);
-    let base = ms("timeout_ms").unwrap_or(30_000 + window);
-    std::time::Duration::from_millis(base.saturating_add(1_000)).min(ceiling)
 }
 
 /// An `isError` result carrying the error's message.

@@ -1,7 +1,7 @@
 //! `publish_message` and `request_response`.
 
 use super::common::{self, ms};
-use super::{params, results, ToolContext, ToolError};
+use super::{params, results, Deadline, ToolContext, ToolError};
 use crate::mqtt::client::{Protocol, PublishOutcome, UnknownReason, V5Props};
 use crate::payload;
 use bytes::Bytes;
@@ -141,6 +141,7 @@ pub(super) fn audit_word(
 pub async fn publish_message(
     ctx: &ToolContext,
     p: params::PublishMessage,
+    deadline: Deadline,
 ) -> Result<results::PublishMessage, ToolError> {
     common::topic_name(&p.topic, "topic")?;
     let body = encode_payload(ctx, p.payload.as_ref(), "payload")?;
@@ -185,11 +186,10 @@ pub async fn publish_message(
         embedded_guard(ctx, &s, &p.topic)?;
     }
     let start = Instant::now();
-    let wait = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
     let rx = conn
         .publish(&p.topic, body, qos, retain, props)
         .map_err(common::request_error)?;
-    let outcome = await_outcome(ctx, &p.topic, rx, wait).await;
+    let outcome = await_outcome(ctx, &p.topic, rx, deadline.remaining()).await;
     audit_publish(ctx, &s, &p.topic, size, &outcome);
     let outcome = outcome?;
     let reason_code = match &outcome {
@@ -219,6 +219,7 @@ pub async fn publish_message(
 pub async fn request_response(
     ctx: &ToolContext,
     p: params::RequestResponse,
+    deadline: Deadline,
 ) -> Result<results::RequestResponse, ToolError> {
     common::topic_name(&p.topic, "topic")?;
     let body = encode_payload(ctx, p.payload.as_ref(), "payload")?;
@@ -258,7 +259,6 @@ pub async fn request_response(
     } else {
         None
     };
-    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(10_000));
     authorize_publish(ctx, &s, &p.topic, body.len())?;
     if v5 {
         embedded_guard(ctx, &s, &p.topic)?;
@@ -271,7 +271,7 @@ pub async fn request_response(
         std::slice::from_ref(&response_topic),
         1,
         256,
-        timeout,
+        deadline.remaining(),
     )
     .await?;
     let props = if v5 {
@@ -290,9 +290,8 @@ pub async fn request_response(
         .publish(&p.topic, body, qos, false, props)
         .map_err(common::request_error)?;
     let preview = p.preview_bytes.unwrap_or(8192) as usize;
-    let left = timeout.saturating_sub(start.elapsed());
     let mut reply = None;
-    let stop = common::drain(ctx, &mut sub, left, None, |m| {
+    let stop = common::drain(ctx, &mut sub, deadline.remaining(), None, |m| {
         let matches = match (&correlation, &m.props) {
             (Some(c), Some(props)) => props.correlation_data.as_ref() == Some(c),
             (Some(_), None) => false,
@@ -306,6 +305,8 @@ pub async fn request_response(
         }
     })
     .await;
+    // Within the grace the deadline leaves for the answer: how the request
+    // publish fared, if its ack is about to arrive.
     let publish_status = match tokio::time::timeout(Duration::from_millis(200), rx).await {
         Ok(Ok(o)) => status(&o),
         _ => "unknown",
@@ -317,7 +318,7 @@ pub async fn request_response(
         }
         return Err(ToolError::Failed(format!(
             "no reply on {response_topic:?} within {} ms (request publish: {publish_status}). Is a responder listening on {:?}{}? Raise timeout_ms if it is slow.",
-            timeout.as_millis(),
+            deadline.budget().as_millis(),
             p.topic,
             if v5 { " that copies correlation data into its reply" } else { "" }
         )));

@@ -1,6 +1,6 @@
 //! `establish_connection`, `list_active_connections`, `close_connection`.
 
-use super::{params, results, ToolContext, ToolError};
+use super::{params, results, Deadline, ToolContext, ToolError};
 use crate::app::{OpenError, SpecOptions};
 use crate::mqtt::client::Protocol;
 use crate::mqtt::url::BrokerUrl;
@@ -11,6 +11,7 @@ use std::time::Duration;
 pub async fn establish_connection(
     ctx: &ToolContext,
     p: params::EstablishConnection,
+    _deadline: Deadline,
 ) -> Result<results::EstablishConnection, ToolError> {
     let structured = p.host.is_some()
         || p.port.is_some()
@@ -97,6 +98,7 @@ pub async fn establish_connection(
 pub async fn list_profiles(
     ctx: &ToolContext,
     _p: params::ListProfiles,
+    _deadline: Deadline,
 ) -> Result<results::ListProfiles, ToolError> {
     let pr = &ctx.app.profiles;
     let profiles = pr
@@ -131,6 +133,7 @@ pub async fn list_profiles(
 pub async fn list_active_connections(
     ctx: &ToolContext,
     _p: params::ListActiveConnections,
+    _deadline: Deadline,
 ) -> Result<results::ListActiveConnections, ToolError> {
     ctx.app.wait_default().await;
     let mgr = &ctx.app.sessions;
@@ -166,6 +169,7 @@ pub async fn list_active_connections(
 pub async fn close_connection(
     ctx: &ToolContext,
     p: params::CloseConnection,
+    _deadline: Deadline,
 ) -> Result<results::CloseConnection, ToolError> {
     let s = ctx.app.sessions.close(&p.session_id).await?;
     Ok(results::CloseConnection {
