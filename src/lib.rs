@@ -28,6 +28,8 @@
 //! - [`session`]: session ids, idle TTL and reaper, the session cap.
 //! - [`subscriptions`]: background subscriptions with bounded buffers and cursors.
 //! - [`payload`]: payloads in (text, JSON, base64, hex) and out (decoded safely).
+//! - [`sparkplug`]: Sparkplug B messages decoded by topic namespace, and the
+//!   alias names learned from births.
 //! - [`policy`]: read-only mode, topic allow/deny lists, caps, rate limits.
 //! - [`profiles`]: the TOML config file with broker profiles.
 //! - [`audit`]: the audit log of publishes, clears and refusals.
@@ -62,6 +64,7 @@ pub mod policy;
 pub mod profiles;
 pub mod secret;
 pub mod session;
+pub mod sparkplug;
 pub mod subscriptions;
 pub mod sync;
 pub mod tools;

@@ -99,6 +99,9 @@ pub struct Session<L = Connection> {
     pub rate: crate::policy::RateLimiter,
     /// Background subscriptions (stopped when the session goes).
     pub subscriptions: crate::subscriptions::Registry,
+    /// Sparkplug births this session has shown, which name the metric
+    /// aliases of later messages.
+    pub births: crate::sparkplug::births::Births,
     /// Last use on the monotonic clock (TTL) and on the wall clock (display).
     last_used: Mutex<(Instant, SystemTime)>,
 }
@@ -234,6 +237,7 @@ impl<L: Link> SessionManager<L> {
             policy,
             rate: Default::default(),
             subscriptions: Default::default(),
+            births: Default::default(),
             last_used: Mutex::new(now),
         });
         let mut map = self.lock();

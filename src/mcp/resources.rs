@@ -239,7 +239,7 @@ pub async fn read(app: &Arc<App>, params: Option<&Value>) -> Result<Value, RpcEr
             }
             let history: Vec<crate::tools::defs::Message> = msgs
                 .iter()
-                .map(|m| crate::tools::message_json(m, 4096))
+                .map(|m| crate::tools::message_json(m, 4096, crate::tools::Seen::of(&s)))
                 .collect();
             let note = msgs.is_empty().then_some("nothing seen on this topic yet; resources/subscribe to it, or use subscribe_and_collect");
             Ok(text_contents(

@@ -100,7 +100,7 @@ pub async fn read_messages(
         messages: msgs
             .iter()
             .map(|(seq, m)| {
-                let mut shown = common::message_json(m, preview);
+                let mut shown = common::message_json(m, preview, common::Seen::of(&s));
                 shown.seq = Some(i64::try_from(*seq).unwrap_or(i64::MAX));
                 shown
             })

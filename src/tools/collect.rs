@@ -218,7 +218,7 @@ pub async fn subscribe_and_collect(
     Ok(results::SubscribeAndCollect {
         messages: msgs
             .iter()
-            .map(|m| common::message_json(m, preview))
+            .map(|m| common::message_json(m, preview, common::Seen::of(&s)))
             .collect(),
         stats: results::SubscribeAndCollectStats {
             received,

@@ -71,11 +71,78 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A payload as results show it (`$defs/payload`): the parsed JSON if it is
-/// UTF-8 JSON, the text if other UTF-8, base64 otherwise, cut to `limit`
-/// bytes, which `truncated` states. JSON longer than `limit` is shown as
-/// truncated text, since a cut JSON document no longer parses.
-pub fn decoded_payload(bytes: &[u8], limit: usize) -> defs::Payload {
+/// What showing a message may draw on besides its bytes: the Sparkplug
+/// births the session learned, and its connection's history (where a birth
+/// the session has not shown yet may be).
+#[derive(Clone, Copy)]
+pub struct Seen<'a> {
+    /// The session's births; None decodes with what the message itself says.
+    births: Option<&'a crate::sparkplug::births::Births>,
+    /// The connection whose history holds earlier births.
+    link: Option<&'a Connection>,
+}
+
+impl<'a> Seen<'a> {
+    /// What a session has seen.
+    pub fn of(s: &'a Session) -> Self {
+        Seen {
+            births: Some(&s.births),
+            link: Some(&s.link),
+        }
+    }
+
+    /// Nothing: Sparkplug aliases stay unnamed.
+    pub fn nothing() -> Self {
+        Seen {
+            births: None,
+            link: None,
+        }
+    }
+}
+
+/// A payload as results show it (`$defs/payload`): Sparkplug B decoded on
+/// `spBv1.0/` topics; otherwise the parsed JSON if it is UTF-8 JSON, the
+/// text if other UTF-8, base64 otherwise, cut to `limit` bytes, which
+/// `truncated` states. JSON longer than `limit` is shown as truncated text,
+/// since a cut JSON document no longer parses. A Sparkplug payload that
+/// does not decode is shown the plain way with `decode_error`.
+pub fn decoded_payload(topic: &str, bytes: &[u8], limit: usize, seen: Seen<'_>) -> defs::Payload {
+    let Some(sp) = crate::sparkplug::Topic::parse(topic) else {
+        return plain_payload(bytes, limit);
+    };
+    let scratch;
+    let births = match seen.births {
+        Some(b) => b,
+        None => {
+            scratch = crate::sparkplug::births::Births::default();
+            &scratch
+        }
+    };
+    let last_birth = |t: &str| {
+        seen.link
+            .and_then(|l| l.history(t, 1).pop())
+            .map(|m| m.payload.clone())
+    };
+    match crate::sparkplug::show(&sp, bytes, limit, births, &last_birth) {
+        Ok(shown) => defs::Payload {
+            format: "sparkplug".to_string(),
+            size: bytes.len() as u64,
+            json: None,
+            text: None,
+            base64: None,
+            sparkplug: Some(shown.sparkplug),
+            decode_error: None,
+            truncated: shown.truncated,
+        },
+        Err(e) => defs::Payload {
+            decode_error: Some(e.to_string()),
+            ..plain_payload(bytes, limit)
+        },
+    }
+}
+
+/// A payload decoded without regard to its topic (JSON, text or base64).
+fn plain_payload(bytes: &[u8], limit: usize) -> defs::Payload {
     let size = bytes.len();
     let format = payload::format_of(bytes);
     let truncated = size > limit;
@@ -85,6 +152,8 @@ pub fn decoded_payload(bytes: &[u8], limit: usize) -> defs::Payload {
         json: None,
         text: None,
         base64: None,
+        sparkplug: None,
+        decode_error: None,
         truncated,
     };
     match format {
@@ -123,10 +192,10 @@ pub fn message_properties(p: &V5Props) -> defs::Properties {
 
 /// A message as results show it (`$defs/message`), its payload cut to
 /// `preview` bytes; `seq` is left for `read_messages` to fill in.
-pub fn message_json(m: &Message, preview: usize) -> defs::Message {
+pub fn message_json(m: &Message, preview: usize, seen: Seen<'_>) -> defs::Message {
     defs::Message {
         topic: m.topic.clone(),
-        payload: decoded_payload(&m.payload, preview),
+        payload: decoded_payload(&m.topic, &m.payload, preview, seen),
         qos: u64::from(m.qos),
         retain: m.retain,
         received_at: rfc3339(m.received_at),
@@ -286,7 +355,7 @@ mod tests {
     use serde_json::json;
 
     fn shown(bytes: &[u8], limit: usize) -> Value {
-        serde_json::to_value(decoded_payload(bytes, limit)).unwrap()
+        serde_json::to_value(decoded_payload("a/b", bytes, limit, Seen::nothing())).unwrap()
     }
 
     #[test]
@@ -329,7 +398,7 @@ mod tests {
             props: None,
         };
         assert_eq!(
-            serde_json::to_string(&message_json(&m, 100)).unwrap(),
+            serde_json::to_string(&message_json(&m, 100, Seen::nothing())).unwrap(),
             r#"{"topic":"a/b","payload":{"format":"json","size":4,"json":21.5,"truncated":false},"qos":1,"retain":true,"received_at":"1970-01-01T00:00:00.000Z"}"#
         );
         m.props = Some(Box::new(V5Props {
@@ -339,7 +408,7 @@ mod tests {
             ..V5Props::default()
         }));
         assert_eq!(
-            serde_json::to_value(message_json(&m, 100)).unwrap()["properties"],
+            serde_json::to_value(message_json(&m, 100, Seen::nothing())).unwrap()["properties"],
             json!({"content_type": "text/plain", "correlation_data_hex": "00ff", "user_properties": [["k", "v"]]})
         );
     }
@@ -375,9 +444,38 @@ mod tests {
                 received_at: std::time::SystemTime::UNIX_EPOCH,
                 props,
             };
-            let mut shown = message_json(&m, 3);
+            let mut shown = message_json(&m, 3, Seen::nothing());
             shown.seq = Some(7);
             let v = serde_json::to_value(&shown).unwrap();
+            let errs: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errs.is_empty(), "{v}: {errs:?}");
+        }
+        // Sparkplug: decoded, cut by the preview limit, and undecodable.
+        use prost::Message as _;
+        let metric = crate::sparkplug::proto::Metric {
+            name: Some("t".into()),
+            datatype: Some(13),
+            value: Some(crate::sparkplug::proto::MetricValue::Long(1)),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut sparkplug = vec![0x18, 5, 0x12, metric.len() as u8];
+        sparkplug.extend(&metric);
+        for (payload, preview, format) in [
+            (&sparkplug[..], 4096, "sparkplug"),
+            (&sparkplug[..], 3, "sparkplug"),
+            (&[0xffu8, 0][..], 4096, "binary"),
+        ] {
+            let m = Message {
+                topic: "spBv1.0/g/DDATA/n/d".into(),
+                payload: bytes::Bytes::copy_from_slice(payload),
+                qos: 0,
+                retain: false,
+                received_at: std::time::SystemTime::UNIX_EPOCH,
+                props: None,
+            };
+            let v = serde_json::to_value(message_json(&m, preview, Seen::nothing())).unwrap();
+            assert_eq!(v["payload"]["format"], format, "{v}");
             let errs: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
             assert!(errs.is_empty(), "{v}: {errs:?}");
         }

@@ -240,7 +240,7 @@ pub async fn topic_history(
         topic: p.topic,
         messages: msgs
             .iter()
-            .map(|m| common::message_json(m, preview))
+            .map(|m| common::message_json(m, preview, common::Seen::of(&s)))
             .collect(),
         changes,
         note,
@@ -278,7 +278,7 @@ pub async fn debug_device(
             retained: st.retained,
             silent: st.live == 0,
             last_seen: rfc3339(st.last_seen),
-            last_value: common::decoded_payload(&st.last.payload, preview),
+            last_value: common::decoded_payload(t, &st.last.payload, preview, common::Seen::of(&s)),
         })
         .collect();
     let live = items.iter().filter(|t| !t.silent).count() as u64;

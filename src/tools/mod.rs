@@ -19,7 +19,7 @@ mod publish;
 mod retained;
 mod sessions;
 
-pub use common::message_json;
+pub use common::{message_json, Seen};
 pub use deadline::Deadline;
 
 /// Handler functions, by tool name; `dispatch` (generated) calls them.

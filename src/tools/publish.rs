@@ -324,7 +324,7 @@ pub async fn request_response(
         )));
     };
     Ok(results::RequestResponse {
-        response: common::message_json(&reply, preview),
+        response: common::message_json(&reply, preview, common::Seen::of(&s)),
         response_topic,
         correlation_data_hex: correlation.as_ref().map(|c| common::hex(c)),
         matched_by: if v5 {

@@ -64,7 +64,7 @@ pub async fn get_retained(
         count: found.len() as u64,
         messages: found
             .values()
-            .map(|m| common::message_json(m, preview))
+            .map(|m| common::message_json(m, preview, common::Seen::of(&s)))
             .collect(),
         truncated: more > 0,
         filter,

@@ -173,6 +173,13 @@ pub fn shell_quote(s: &str) -> String {
 /// The venv's python with the pinned MCP Python SDK (tests/interop/requirements.txt),
 /// installed when needed into target/interop/py-venv; None after a skip notice.
 pub fn python_sdk(test: &str) -> Option<PathBuf> {
+    python_venv(test, "py-venv", "tests/interop/requirements.txt")
+}
+
+/// The python of a venv `target/interop/<name>` holding the pinned packages
+/// of `requirements` (a path in the crate), installed when the requirements
+/// or the Python version changed; None after a skip notice.
+pub fn python_venv(test: &str, name: &str, requirements: &str) -> Option<PathBuf> {
     /// First install: creating the venv and downloading the wheels.
     const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
     let version = match run(
@@ -189,18 +196,18 @@ pub fn python_sdk(test: &str) -> Option<PathBuf> {
             return None;
         }
     };
-    let requirements =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/requirements.txt");
+    let requirements = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(requirements);
     let wanted = format!(
         "{version}\n{}",
-        std::fs::read_to_string(&requirements).expect("tests/interop/requirements.txt")
+        std::fs::read_to_string(&requirements)
+            .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()))
     );
     let root = cache_root();
     std::fs::create_dir_all(&root).unwrap();
-    let venv = root.join("py-venv");
+    let venv = root.join(name);
     let python = venv.join("bin/python");
     let stamp = venv.join("installed-requirements.txt");
-    let _lock = DirLock::acquire(root.join("py-venv.lock"), INSTALL_TIMEOUT);
+    let _lock = DirLock::acquire(root.join(format!("{name}.lock")), INSTALL_TIMEOUT);
     if python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
         return Some(python);
     }
@@ -237,7 +244,8 @@ pub fn python_sdk(test: &str) -> Option<PathBuf> {
         skip(
             test,
             &format!(
-                "pip could not install tests/interop/requirements.txt (is PyPI reachable?): {}",
+                "pip could not install {} (is PyPI reachable?): {}",
+                requirements.display(),
                 installed.describe()
             ),
         );
@@ -245,7 +253,8 @@ pub fn python_sdk(test: &str) -> Option<PathBuf> {
     }
     std::fs::write(&stamp, &wanted).unwrap();
     println!(
-        "installed the pinned MCP Python SDK into {} in {:.1} s",
+        "installed {} into {} in {:.1} s",
+        requirements.display(),
         venv.display(),
         started.elapsed().as_secs_f64()
     );
