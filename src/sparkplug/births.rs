@@ -92,9 +92,7 @@ type Learned = (HashMap<String, Arc<Names>>, VecDeque<String>);
 impl Births {
     /// Remembers (or replaces) what a birth declared.
     pub fn learn(&self, birth_topic: &str, names: Names) {
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
+        let mut inner = crate::sync::lock(&self.inner);
         let (map, order) = &mut *inner;
         if map
             .insert(birth_topic.to_string(), Arc::new(names))
@@ -111,12 +109,12 @@ impl Births {
 
     /// What the birth on this topic declared, if the session learned it.
     pub fn get(&self, birth_topic: &str) -> Option<Arc<Names>> {
-        self.inner.lock().ok()?.0.get(birth_topic).cloned()
+        crate::sync::lock(&self.inner).0.get(birth_topic).cloned()
     }
 
     /// Birth topics remembered.
     pub fn len(&self) -> usize {
-        self.inner.lock().map_or(0, |i| i.0.len())
+        crate::sync::lock(&self.inner).0.len()
     }
 
     /// Whether none is remembered.
