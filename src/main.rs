@@ -193,40 +193,30 @@ async fn health(h: HealthArgs) -> anyhow::Result<()> {
         println!("healthy: {addr} accepts TCP (mqtts://, TLS not checked)");
         return Ok(());
     }
-    // CONNECT: protocol "MQTT" level 4, clean session, keep-alive 5 s, client id "mqtt-mcp-health".
-    let id = b"mqtt-mcp-health";
-    let mut packet = vec![
-        0x10,
-        (12 + id.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-        0,
-        5,
-    ];
-    packet.extend_from_slice(&(id.len() as u16).to_be_bytes());
-    packet.extend_from_slice(id);
+    // CONNECT 3.1.1: clean session, keep-alive 5 s, client id "mqtt-mcp-health".
+    use rumqttc::mqttbytes::v4::{Connect, Disconnect, Packet};
+    let mut connect = Connect::new("mqtt-mcp-health");
+    connect.keep_alive = 5;
+    let (mut hello, mut bye) = (bytes::BytesMut::new(), bytes::BytesMut::new());
+    connect
+        .write(&mut hello)
+        .and_then(|_| Disconnect.write(&mut bye))
+        .map_err(|e| anyhow::anyhow!("cannot encode CONNECT: {e:?}"))?;
     let mut connack = [0u8; 4];
     tokio::time::timeout(deadline, async {
-        stream.write_all(&packet).await?;
+        stream.write_all(&hello).await?;
         stream.read_exact(&mut connack).await?;
-        stream.write_all(&[0xE0, 0]).await // DISCONNECT
+        stream.write_all(&bye).await
     })
     .await
     .map_err(|_| anyhow::anyhow!("unhealthy: no CONNACK from {addr} within {deadline:?}"))?
     .with_context(|| format!("unhealthy: {addr} closed the connection before a CONNACK"))?;
-    anyhow::ensure!(
-        connack[0] == 0x20 && connack[1] == 2,
-        "unhealthy: {addr} does not speak MQTT (answered {connack:02x?})"
-    );
+    let Ok(Packet::ConnAck(ack)) = Packet::read(&mut bytes::BytesMut::from(&connack[..]), 4) else {
+        anyhow::bail!("unhealthy: {addr} does not speak MQTT (answered {connack:02x?})");
+    };
     println!(
         "healthy: {addr} answered CONNACK (return code {})",
-        connack[3]
+        ack.code as u8
     );
     Ok(())
 }

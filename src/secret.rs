@@ -124,12 +124,7 @@ impl Vault {
 pub fn random_hex(bytes: usize) -> Result<String, SecretError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|_| SecretError::NoRandomness)?;
-    let mut s = String::with_capacity(bytes * 2);
-    for b in buf {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
-    }
-    Ok(s)
+    Ok(hex::encode(buf))
 }
 
 #[cfg(test)]

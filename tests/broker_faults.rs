@@ -8,7 +8,6 @@ mod common;
 use common::brokers::BrokerProcess;
 use common::Server;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -117,10 +116,8 @@ fn unreachable_silent_and_dying_brokers() {
 
 #[test]
 fn refused_credentials() {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pwfile = dir.join("passwd");
+    let dir = common::scratch_dir("faults");
+    let pwfile = dir.path().join("passwd");
     std::fs::write(&pwfile, "").unwrap();
     let made = Command::new("mosquitto_passwd")
         .args(["-b"])
@@ -134,9 +131,14 @@ fn refused_credentials() {
         eprintln!("NOTICE: refused_credentials skipped: mosquitto_passwd unavailable");
         return;
     }
-    let Some((_m, ports)) = common::custom_mosquitto::start("refused_credentials", &dir, 1, |p| {
-        format!("persistence false\nlog_dest stderr\nlistener {} 127.0.0.1\nallow_anonymous false\npassword_file {}\n", p[0], pwfile.display())
-    }) else {
+    let Some((_m, ports)) = common::custom_mosquitto::start(
+        "refused_credentials",
+        dir.path(),
+        1,
+        |p| {
+            format!("persistence false\nlog_dest stderr\nlistener {} 127.0.0.1\nallow_anonymous false\npassword_file {}\n", p[0], pwfile.display())
+        },
+    ) else {
         return;
     };
     let mut s = Server::embedded(&[]);
@@ -158,5 +160,4 @@ fn refused_credentials() {
     let (st, _) = s.finish(Duration::from_secs(5));
     assert!(st.success());
     assert!(!s.stdout().contains("right-password") && !s.stderr().contains("right-password"));
-    let _ = std::fs::remove_dir_all(&dir);
 }

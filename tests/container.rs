@@ -22,7 +22,7 @@
 mod common;
 
 use common::interop::{in_ci, run, shell_quote, skip, Output};
-use common::sshd::{which, Sshd, TempDir};
+use common::sshd::{which, Sshd};
 use common::transcript::run_transcript;
 use common::{free_port, Server};
 use serde_json::{json, Value};
@@ -56,7 +56,7 @@ struct Engine {
     containers: Vec<String>,
     image: Option<String>,
     /// Last: the socket and containers.conf live here.
-    dir: TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Engine {
@@ -66,7 +66,7 @@ impl Engine {
             skip(TEST, &format!("no docker CLI ({INSTALL})"));
             return None;
         };
-        let dir = TempDir::new();
+        let dir = common::scratch_dir("container");
         let mut engine = Engine {
             docker,
             docker_host: None,
@@ -76,9 +76,9 @@ impl Engine {
             dir,
         };
         if let Some(podman) = which("podman") {
-            let conf = engine.dir.0.join("containers.conf");
+            let conf = engine.dir.path().join("containers.conf");
             std::fs::write(&conf, CONTAINERS_CONF).unwrap();
-            let sock = engine.dir.0.join("podman.sock");
+            let sock = engine.dir.path().join("podman.sock");
             let host = format!("unix://{}", sock.display());
             let child = Command::new(podman)
                 .args(["system", "service", "--time=0", &host])
@@ -203,8 +203,8 @@ fn python_sdk_through(launch: &str, how: &str, log: impl Fn() -> String) {
     let Some(python) = common::interop::python_sdk(TEST) else {
         return;
     };
-    let dir = TempDir::new();
-    let wrapper = dir.0.join("mqtt-mcp-wrapper");
+    let dir = common::scratch_dir("wrapper");
+    let wrapper = dir.path().join("mqtt-mcp-wrapper");
     std::fs::write(&wrapper, format!("#!/bin/sh\n{launch}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();

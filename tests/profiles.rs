@@ -15,42 +15,21 @@ struct Setup {
     server: Server,
     audit: std::path::PathBuf,
     _broker: BrokerProcess,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    /// A scratch directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Dir {
-            let p = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-                "{tag}-{}-{}",
-                std::process::id(),
-                super::common::free_port()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _dir: tempfile::TempDir,
 }
 
 fn setup(config: &str) -> Setup {
     let broker = BrokerProcess::start();
-    let dir = tempdir::Dir::new("profiles");
-    let audit = dir.0.join("audit.jsonl");
-    let pwfile = dir.0.join("pw");
+    let dir = common::scratch_dir("profiles");
+    let audit = dir.path().join("audit.jsonl");
+    let pwfile = dir.path().join("pw");
     std::fs::write(&pwfile, format!("{SECRET}\n")).unwrap();
     let config = config
         .replace("{V5}", &broker.v5_port.to_string())
         .replace("{V4}", &broker.v4_port.to_string())
         .replace("{AUDIT}", &audit.display().to_string())
         .replace("{PWFILE}", &pwfile.display().to_string());
-    let path = dir.0.join("config.toml");
+    let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
     let mut server = Server::spawn(
         &[
@@ -294,8 +273,8 @@ fn allow_deny_caps_rate_and_audit() {
 
 #[test]
 fn secrets_in_config_are_validated_at_start() {
-    let dir = tempdir::Dir::new("badconfig");
-    let path = dir.0.join("config.toml");
+    let dir = common::scratch_dir("badconfig");
+    let path = dir.path().join("config.toml");
     std::fs::write(
         &path,
         "[profiles.x]\nurl = \"mqtt://u:Inline-Secret-42@h\"\nprotocol_version = \"9\"\n",

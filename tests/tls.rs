@@ -14,13 +14,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Pki {
     ca: PathBuf,
     wrong_ca: PathBuf,
@@ -102,11 +95,9 @@ fn mosquitto(
 
 #[test]
 fn tls_and_mutual_tls_profiles() {
-    let dir =
-        Dir(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let pki = pki(&dir.0);
-    let Some((_mosq, tls, mtls)) = mosquitto(&dir.0, &pki) else {
+    let dir = common::scratch_dir("tls");
+    let pki = pki(dir.path());
+    let Some((_mosq, tls, mtls)) = mosquitto(dir.path(), &pki) else {
         return;
     };
     let config = format!(
@@ -143,7 +134,7 @@ ca_file = "{ca}"
         cc = pki.client_cert.display(),
         ck = pki.client_key.display(),
     );
-    let cfg = write(&dir.0, "config.toml", &config);
+    let cfg = write(dir.path(), "config.toml", &config);
     let mut s = Server::spawn(
         &[
             "serve".into(),

@@ -40,22 +40,6 @@ pub enum Uri {
     Retained(String, String),
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Encodes what a URI path cannot carry literally (`#`, `%`, `?`, space, controls).
 pub fn encode_path(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -90,12 +74,12 @@ impl Uri {
             return Some(Uri::Topics(session));
         }
         if let Some(t) = path.strip_prefix("topic/") {
-            let t = percent_decode(t)?;
+            let t = crate::mqtt::url::percent_decode(t).ok()?;
             topic::validate_topic(&t).ok()?;
             return Some(Uri::Topic(session, t));
         }
         if let Some(f) = path.strip_prefix("retained/") {
-            let f = percent_decode(f)?;
+            let f = crate::mqtt::url::percent_decode(f).ok()?;
             topic::validate_filter(&f).ok()?;
             return Some(Uri::Retained(session, f));
         }

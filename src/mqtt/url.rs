@@ -39,26 +39,23 @@ pub enum UrlError {
     Malformed(&'static str),
 }
 
-fn percent_decode(s: &str) -> Result<String, UrlError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or(UrlError::Malformed("bad percent-encoding"))?;
-            out.push(
-                u8::from_str_radix(hex, 16)
-                    .map_err(|_| UrlError::Malformed("bad percent-encoding"))?,
-            );
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+/// Decodes one percent-encoded URL component (user, password, client id, a
+/// resource URI's topic). Strict where the `percent-encoding` crate is
+/// lenient: a `%` not followed by two hex digits is an error, not a literal,
+/// since a misread URL would reach another broker, user or topic.
+pub fn percent_decode(s: &str) -> Result<String, UrlError> {
+    let well_formed = s.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(UrlError::Malformed("bad percent-encoding"));
     }
-    String::from_utf8(out).map_err(|_| UrlError::Malformed("percent-encoding is not UTF-8"))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| UrlError::Malformed("percent-encoding is not UTF-8"))
 }
 
 impl BrokerUrl {
@@ -166,6 +163,14 @@ impl BrokerUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_escapes_are_decoded_strictly() {
+        assert_eq!(percent_decode("a%2Fb%20c%C3%A9").unwrap(), "a/b cé");
+        for bad in ["50%", "%4", "%zz", "%%41", "%C3"] {
+            assert!(percent_decode(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_full_url() {

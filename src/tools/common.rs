@@ -66,11 +66,6 @@ pub fn ms(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }
 
-/// Hex without separators.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// What showing a message may draw on besides its bytes: the Sparkplug
 /// births the session learned, and its connection's history (where a birth
 /// the session has not shown yet may be).
@@ -180,7 +175,7 @@ pub fn message_properties(p: &V5Props) -> defs::Properties {
         payload_format_indicator: p.payload_format_indicator.map(i64::from),
         message_expiry_interval: p.message_expiry_interval.map(i64::from),
         response_topic: p.response_topic.clone(),
-        correlation_data_hex: p.correlation_data.as_deref().map(hex),
+        correlation_data_hex: p.correlation_data.as_deref().map(hex::encode),
         user_properties: (!p.user_properties.is_empty()).then(|| {
             p.user_properties
                 .iter()

@@ -326,7 +326,7 @@ pub async fn request_response(
     Ok(results::RequestResponse {
         response: common::message_json(&reply, preview, common::Seen::of(&s)),
         response_topic,
-        correlation_data_hex: correlation.as_ref().map(|c| common::hex(c)),
+        correlation_data_hex: correlation.as_ref().map(hex::encode),
         matched_by: if v5 {
             "correlation_data"
         } else {

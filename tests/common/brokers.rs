@@ -80,28 +80,6 @@ fn stop_child(child: &mut Option<Child>) {
     }
 }
 
-/// A private scratch directory under the system temp dir, removed on drop.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(what: &str) -> ScratchDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mqtt-mcp-test-{what}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        ScratchDir(dir)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A Mosquitto broker on 127.0.0.1 (MQTT 5, 3.1.1 and 3.1 on one port),
 /// anonymous, without persistence unless started with
 /// [`Mosquitto::start_persistent`]. Killed on drop.
@@ -110,7 +88,7 @@ pub struct Mosquitto {
     child: Option<Child>,
     /// The listener port.
     pub port: u16,
-    dir: ScratchDir,
+    dir: tempfile::TempDir,
     starts: usize,
     /// Keeps sessions and queued messages on disk across restarts.
     persistent: bool,
@@ -139,7 +117,7 @@ impl Mosquitto {
             binary,
             child: None,
             port: 0,
-            dir: ScratchDir::new("mosquitto"),
+            dir: super::scratch_dir("mosquitto"),
             starts: 0,
             persistent,
         };
@@ -153,7 +131,7 @@ impl Mosquitto {
     }
 
     fn config(&self) -> PathBuf {
-        let path = self.dir.0.join("mosquitto.conf");
+        let path = self.dir.path().join("mosquitto.conf");
         let persistence = if self.persistent {
             // `user root`: started as root, Mosquitto would drop to the
             // mosquitto user, which cannot write the scratch directory; it
@@ -174,7 +152,7 @@ impl Mosquitto {
     }
 
     fn persistence_dir(&self) -> PathBuf {
-        let dir = self.dir.0.join("persistence");
+        let dir = self.dir.path().join("persistence");
         std::fs::create_dir_all(&dir).expect("create mosquitto persistence dir");
         dir
     }
@@ -188,7 +166,9 @@ impl Mosquitto {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.0.join(format!("mosquitto-{}.log", self.starts))
+        self.dir
+            .path()
+            .join(format!("mosquitto-{}.log", self.starts))
     }
 
     /// Starts the process on `self.port`; true once it accepts connections.
@@ -265,7 +245,7 @@ pub struct BrokerProcess {
     pub v4_port: u16,
     /// MQTT 5 listener.
     pub v5_port: u16,
-    dir: ScratchDir,
+    dir: tempfile::TempDir,
     starts: usize,
 }
 
@@ -276,7 +256,7 @@ impl BrokerProcess {
             child: None,
             v4_port: 0,
             v5_port: 0,
-            dir: ScratchDir::new("broker"),
+            dir: super::scratch_dir("broker"),
             starts: 0,
         };
         for _ in 0..5 {
@@ -290,7 +270,7 @@ impl BrokerProcess {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.0.join(format!("broker-{}.log", self.starts))
+        self.dir.path().join(format!("broker-{}.log", self.starts))
     }
 
     fn launch(&mut self) -> bool {

@@ -23,6 +23,14 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mqtt-mcp")
 }
 
+/// A private scratch directory under the system temp dir, removed on drop.
+pub fn scratch_dir(what: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mqtt-mcp-test-{what}-"))
+        .tempdir()
+        .expect("create a scratch directory")
+}
+
 /// A free loopback port chosen by the OS.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

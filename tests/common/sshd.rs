@@ -22,28 +22,6 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A temporary folder, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p =
-            std::env::temp_dir().join(format!("mqtt-mcp-test-{}-{nanos:x}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Our own sshd on 127.0.0.1, and the client key that may log in.
 pub struct Sshd {
     child: Child,
@@ -56,7 +34,7 @@ pub struct Sshd {
     /// The name skip notices carry.
     test: &'static str,
     /// Last, so the keys and config outlive the process.
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Sshd {
@@ -71,8 +49,8 @@ impl Sshd {
             );
             return None;
         };
-        let dir = TempDir::new();
-        let d = &dir.0;
+        let dir = super::scratch_dir("sshd");
+        let d = dir.path();
         for key in ["host_key", "client_key"] {
             let out = run(
                 Command::new(&keygen)

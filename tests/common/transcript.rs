@@ -129,10 +129,7 @@ pub fn run_transcript(path: &Path, server: &mut Server, record: bool) -> Vec<Str
         if let Some(raw) = v.get("raw").and_then(Value::as_str) {
             server.send_raw(raw.as_bytes());
         } else if let Some(hex) = v.get("raw_hex").and_then(Value::as_str) {
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
+            let bytes = ::hex::decode(hex).unwrap();
             server.send_raw(&bytes);
         } else if let Some(rep) = v.get("raw_repeat") {
             let t = rep["text"]
