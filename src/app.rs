@@ -137,6 +137,7 @@ impl App {
             tls: p.tls.clone(),
             profile: Some(p.name.clone()),
             policy: Some(p.policy.clone()),
+            decoders: Some(p.decoders.clone()),
             connect_timeout: timeout,
             ..Default::default()
         };
@@ -329,6 +330,10 @@ impl App {
                         .policy
                         .clone()
                         .unwrap_or_else(|| self.profiles.adhoc_policy.clone()),
+                    decoders: opts
+                        .decoders
+                        .clone()
+                        .unwrap_or_else(|| self.profiles.adhoc_decoders.clone()),
                 },
             )
             .map_err(OpenError::Session)?;
@@ -388,6 +393,8 @@ pub struct SpecOptions {
     pub profile: Option<String>,
     /// Its policy (ad-hoc policy when None).
     pub policy: Option<Arc<crate::policy::Policy>>,
+    /// Its decoders (the global ones when None).
+    pub decoders: Option<Arc<crate::decoders::Decoders>>,
 }
 
 /// Why opening a session failed.

@@ -28,6 +28,8 @@
 //! - [`session`]: session ids, idle TTL and reaper, the session cap.
 //! - [`subscriptions`]: background subscriptions with bounded buffers and cursors.
 //! - [`payload`]: payloads in (text, JSON, base64, hex) and out (decoded safely).
+//! - [`decoders`]: payload decoders by configuration (protobuf, msgpack,
+//!   cbor, json, text, raw), mapped to topic filters.
 //! - [`sparkplug`]: Sparkplug B messages decoded by topic namespace, and the
 //!   alias names learned from births.
 //! - [`policy`]: read-only mode, topic allow/deny lists, caps, rate limits.
@@ -55,6 +57,7 @@ pub mod app;
 pub mod audit;
 pub mod broker;
 pub mod config;
+pub mod decoders;
 pub mod http;
 pub mod jsonrpc;
 pub mod mcp;

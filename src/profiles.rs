@@ -3,6 +3,7 @@
 //! once at start; a bad file stops the server with a message naming the
 //! problem (never the secret).
 
+use crate::decoders::{DecoderConfig, DecoderError, Decoders};
 use crate::mqtt::client::Protocol;
 use crate::mqtt::tls::TlsSettings;
 use crate::mqtt::url::BrokerUrl;
@@ -27,6 +28,9 @@ pub struct FileConfig {
     /// Policy of sessions not opened from a profile (ad-hoc, --broker, embedded).
     #[serde(default)]
     pub adhoc_policy: PolicyConfig,
+    /// Decoders of every session (after a profile's own).
+    #[serde(default)]
+    pub decoders: Vec<DecoderConfig>,
     /// Named profiles.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileConfig>,
@@ -63,6 +67,9 @@ pub struct ProfileConfig {
     pub policy: PolicyConfig,
     /// A sentence for list_profiles (what this broker is).
     pub description: Option<String>,
+    /// Decoders of this profile's sessions (before the global ones).
+    #[serde(default)]
+    pub decoders: Vec<DecoderConfig>,
 }
 
 /// A checked profile.
@@ -82,6 +89,8 @@ pub struct Profile {
     pub tls: Option<TlsSettings>,
     /// Its policy.
     pub policy: Arc<Policy>,
+    /// Its decoders, then the global ones.
+    pub decoders: Arc<Decoders>,
     /// Shown by list_profiles.
     pub description: Option<String>,
 }
@@ -95,6 +104,8 @@ pub struct Profiles {
     pub allow_adhoc: bool,
     /// Policy of non-profile sessions.
     pub adhoc_policy: Arc<Policy>,
+    /// Decoders of non-profile sessions (the global ones).
+    pub adhoc_decoders: Arc<Decoders>,
     /// Profile of the default session.
     pub default_profile: Option<String>,
     /// Audit destination.
@@ -107,6 +118,7 @@ impl Default for Profiles {
             by_name: BTreeMap::new(),
             allow_adhoc: true,
             adhoc_policy: Arc::new(Policy::permissive("ad-hoc sessions")),
+            adhoc_decoders: Arc::default(),
             default_profile: None,
             audit_log: None,
         }
@@ -132,6 +144,9 @@ pub enum ConfigError {
     /// Sealing failed.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A decoder entry is invalid or its .proto does not compile.
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
 }
 
 impl Profiles {
@@ -139,8 +154,13 @@ impl Profiles {
     pub fn load(path: &Path, vault: &Vault) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read(path.into(), e.to_string()))?;
-        let file: FileConfig = toml::from_str(&text)
+        let mut file: FileConfig = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse(path.into(), e.message().to_string()))?;
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        crate::decoders::resolve_paths(&mut file.decoders, dir);
+        for p in file.profiles.values_mut() {
+            crate::decoders::resolve_paths(&mut p.decoders, dir);
+        }
         Self::from_file(file, vault, |k| std::env::var(k).ok())
     }
 
@@ -151,6 +171,7 @@ impl Profiles {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut by_name = BTreeMap::new();
+        let global = Decoders::build(&file.decoders)?;
         for (name, p) in file.profiles {
             let bad = |m: &str| ConfigError::Profile(name.clone(), m.to_string());
             if name.is_empty()
@@ -227,6 +248,10 @@ impl Profiles {
             }
             url.tls = tls.is_some();
             let policy = Arc::new(Policy::new(format!("profile {name:?}"), p.policy)?);
+            let decoders = Arc::new(Decoders::chain(
+                &Decoders::build(&p.decoders).map_err(|e| bad(&e.to_string()))?,
+                &global,
+            ));
             let sealed = match password {
                 Some(pw) => Some(vault.seal(pw.expose())?),
                 None => None,
@@ -241,6 +266,7 @@ impl Profiles {
                     keep_alive: p.keep_alive,
                     tls,
                     policy,
+                    decoders,
                     description: p.description,
                 },
             );
@@ -257,6 +283,7 @@ impl Profiles {
             by_name,
             allow_adhoc: file.allow_adhoc_connections,
             adhoc_policy: Arc::new(Policy::new("ad-hoc sessions", file.adhoc_policy)?),
+            adhoc_decoders: Arc::new(global),
             default_profile: file.default_profile,
             audit_log: file.audit_log,
         })
@@ -359,5 +386,17 @@ mod example {
                 .expect("policy filters are valid");
             crate::mqtt::url::BrokerUrl::parse(&p.url).expect("url parses");
         }
+        // One entry of each codec; the protobuf one names a file that is
+        // the operator's, so only the others are built here.
+        let mut entries = file.decoders.clone();
+        entries.extend(file.profiles["lab"].decoders.iter().cloned());
+        let mut codecs: Vec<&str> = entries.iter().map(|e| e.codec.as_str()).collect();
+        codecs.sort_unstable();
+        assert_eq!(
+            codecs,
+            ["cbor", "json", "msgpack", "protobuf", "raw", "text"]
+        );
+        entries.retain(|e| e.codec != crate::decoders::Codec::Protobuf);
+        crate::decoders::Decoders::build(&entries).expect("decoder entries are valid");
     }
 }

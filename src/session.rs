@@ -99,6 +99,8 @@ pub struct Session<L = Connection> {
     pub rate: crate::policy::RateLimiter,
     /// Background subscriptions (stopped when the session goes).
     pub subscriptions: crate::subscriptions::Registry,
+    /// Payload decoders its profile and the config file map to topics.
+    pub decoders: Arc<crate::decoders::Decoders>,
     /// Sparkplug births this session has shown, which name the metric
     /// aliases of later messages.
     pub births: crate::sparkplug::births::Births,
@@ -143,6 +145,8 @@ pub struct SessionMeta {
     pub profile: Option<String>,
     /// Its policy.
     pub policy: Arc<crate::policy::Policy>,
+    /// Its payload decoders.
+    pub decoders: Arc<crate::decoders::Decoders>,
 }
 
 /// A reserved slot under the cap; released on drop unless consumed by `insert`.
@@ -218,6 +222,7 @@ impl<L: Link> SessionManager<L> {
             is_default,
             profile,
             policy,
+            decoders,
         } = meta;
         let id = if is_default {
             DEFAULT_SESSION.to_string()
@@ -237,6 +242,7 @@ impl<L: Link> SessionManager<L> {
             policy,
             rate: Default::default(),
             subscriptions: Default::default(),
+            decoders,
             births: Default::default(),
             last_used: Mutex::new(now),
         });
@@ -430,6 +436,7 @@ mod tests {
             is_default: default,
             profile: None,
             policy: Arc::new(crate::policy::Policy::permissive("test")),
+            decoders: Default::default(),
         };
         let s = m.insert(slot, link.clone(), meta)?;
         Ok((s, link))

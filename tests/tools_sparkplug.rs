@@ -97,6 +97,20 @@ fn births_name_aliases_everywhere(target: Target) {
         h["messages"][0]["payload"]["sparkplug"]["metrics"][0]["name"],
         "Pressure"
     );
+    // get_topic_schema works on the decoded values: metrics by name.
+    let sc = b.call_ok(
+        "get_topic_schema",
+        json!({"filter": format!("spBv1.0/{group}/#"), "duration_ms": 300}),
+    );
+    assert_eq!(sc["formats"]["sparkplug"], 2, "{sc}");
+    assert_eq!(sc["non_json_share"], 0.0);
+    let pressure = sc["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "$.Pressure")
+        .unwrap_or_else(|| panic!("no $.Pressure in {sc}"));
+    assert_eq!(pressure["present_in"], 2);
     // A live DDATA of a device whose birth this session never saw: by alias, with a note.
     let other = unique("g");
     let id = b.send_call(

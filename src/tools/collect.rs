@@ -309,6 +309,24 @@ fn walk(
     }
 }
 
+/// How much of one decoded payload schema inference looks at.
+const SCHEMA_DECODE_LIMIT: usize = 64 * 1024;
+
+/// A Sparkplug message as the object schema inference walks: its metrics
+/// by name (or `alias:N` when the birth is missing), each with its value.
+fn sparkplug_fields(sp: super::defs::Sparkplug) -> Value {
+    let mut out = serde_json::Map::new();
+    for m in sp.metrics.unwrap_or_default() {
+        let key = match (m.name, m.alias) {
+            (Some(name), _) => name,
+            (None, Some(alias)) => format!("alias:{alias}"),
+            (None, None) => continue,
+        };
+        out.insert(key, m.value.unwrap_or(Value::Null));
+    }
+    Value::Object(out)
+}
+
 /// Samples a filter and infers the payload structure.
 pub async fn get_topic_schema(
     ctx: &ToolContext,
@@ -337,29 +355,35 @@ pub async fn get_topic_schema(
     .await;
     drop(sub);
     let mut fields: BTreeMap<String, FieldStats> = BTreeMap::new();
-    let mut formats: HashMap<Format, u64> = HashMap::new();
+    let mut formats: HashMap<String, u64> = HashMap::new();
     let mut topics: HashMap<String, u64> = HashMap::new();
     let mut text_examples: Vec<String> = Vec::new();
     let mut json_count = 0u64;
+    let seen = common::Seen::of(&s);
     for m in &samples {
         *topics.entry(m.topic.clone()).or_default() += 1;
-        let f = payload::format_of(&m.payload);
-        *formats.entry(f).or_default() += 1;
-        match f {
-            Format::Json => {
-                if let Ok(v) = serde_json::from_slice::<Value>(&m.payload) {
-                    json_count += 1;
-                    let mut seen = HashSet::new();
-                    walk(&v, "$", &mut fields, &mut seen, 0);
-                }
+        // The value as the tools show it: decoded by a configured codec or
+        // as Sparkplug where that applies, so fields describe the values.
+        let shown = common::decoded_payload(&m.topic, &m.payload, SCHEMA_DECODE_LIMIT, seen);
+        *formats.entry(shown.format.clone()).or_default() += 1;
+        let value = match (shown.json, shown.sparkplug) {
+            (Some(v), _) => Some(v),
+            (None, Some(sp)) => Some(sparkplug_fields(sp)),
+            // JSON too long to show whole is still walked, as it always was.
+            (None, None) if shown.format == Format::Json.as_str() => {
+                serde_json::from_slice(&m.payload).ok()
             }
-            Format::Text if text_examples.len() < 5 => {
-                let t = payload::preview(&m.payload, 64);
-                if !text_examples.contains(&t) {
-                    text_examples.push(t);
-                }
+            (None, None) => None,
+        };
+        if let Some(v) = value {
+            json_count += 1;
+            let mut seen_paths = HashSet::new();
+            walk(&v, "$", &mut fields, &mut seen_paths, 0);
+        } else if shown.format == Format::Text.as_str() && text_examples.len() < 5 {
+            let t = payload::preview(&m.payload, 64);
+            if !text_examples.contains(&t) {
+                text_examples.push(t);
             }
-            _ => {}
         }
     }
     let n = samples.len() as u64;
@@ -370,10 +394,14 @@ pub async fn get_topic_schema(
         filter: p.filter,
         messages_sampled: n,
         formats: results::GetTopicSchemaFormats {
-            json: formats.get(&Format::Json).copied().unwrap_or(0),
-            text: formats.get(&Format::Text).copied().unwrap_or(0),
-            binary: formats.get(&Format::Binary).copied().unwrap_or(0),
-            empty: formats.get(&Format::Empty).copied().unwrap_or(0),
+            json: formats.get("json").copied().unwrap_or(0),
+            text: formats.get("text").copied().unwrap_or(0),
+            binary: formats.get("binary").copied().unwrap_or(0),
+            empty: formats.get("empty").copied().unwrap_or(0),
+            sparkplug: formats.get("sparkplug").copied(),
+            msgpack: formats.get("msgpack").copied(),
+            cbor: formats.get("cbor").copied(),
+            protobuf: formats.get("protobuf").copied(),
         },
         non_json_share: if n == 0 {
             0.0

@@ -75,6 +75,8 @@ pub struct Seen<'a> {
     births: Option<&'a crate::sparkplug::births::Births>,
     /// The connection whose history holds earlier births.
     link: Option<&'a Connection>,
+    /// The codecs configured for the session's topics.
+    decoders: Option<&'a crate::decoders::Decoders>,
 }
 
 impl<'a> Seen<'a> {
@@ -83,6 +85,7 @@ impl<'a> Seen<'a> {
         Seen {
             births: Some(&s.births),
             link: Some(&s.link),
+            decoders: Some(&s.decoders),
         }
     }
 
@@ -91,17 +94,22 @@ impl<'a> Seen<'a> {
         Seen {
             births: None,
             link: None,
+            decoders: None,
         }
     }
 }
 
-/// A payload as results show it (`$defs/payload`): Sparkplug B decoded on
-/// `spBv1.0/` topics; otherwise the parsed JSON if it is UTF-8 JSON, the
-/// text if other UTF-8, base64 otherwise, cut to `limit` bytes, which
-/// `truncated` states. JSON longer than `limit` is shown as truncated text,
-/// since a cut JSON document no longer parses. A Sparkplug payload that
-/// does not decode is shown the plain way with `decode_error`.
+/// A payload as results show it (`$defs/payload`): by the codec the
+/// configuration maps its topic to; else Sparkplug B on `spBv1.0/` topics;
+/// else the parsed JSON if it is UTF-8 JSON, the text if other UTF-8,
+/// base64 otherwise, cut to `limit` bytes, which `truncated` states. JSON
+/// longer than `limit` is shown as truncated text, since a cut JSON document
+/// no longer parses. A payload that does not decode as its codec (or as
+/// Sparkplug) is shown the plain way with `decode_error`.
 pub fn decoded_payload(topic: &str, bytes: &[u8], limit: usize, seen: Seen<'_>) -> defs::Payload {
+    if let Some((codec, decoded)) = seen.decoders.and_then(|d| d.decode(topic, bytes)) {
+        return configured_payload(codec, decoded, bytes, limit);
+    }
     let Some(sp) = crate::sparkplug::Topic::parse(topic) else {
         return plain_payload(bytes, limit);
     };
@@ -133,6 +141,54 @@ pub fn decoded_payload(topic: &str, bytes: &[u8], limit: usize, seen: Seen<'_>) 
             decode_error: Some(e.to_string()),
             ..plain_payload(bytes, limit)
         },
+    }
+}
+
+/// A payload as its configured codec decoded it.
+fn configured_payload(
+    codec: crate::decoders::Codec,
+    decoded: Result<crate::decoders::Decoded, String>,
+    bytes: &[u8],
+    limit: usize,
+) -> defs::Payload {
+    use crate::decoders::Decoded;
+    let plain = plain_payload(bytes, limit);
+    match decoded {
+        Err(e) => defs::Payload {
+            decode_error: Some(e),
+            ..plain
+        },
+        Ok(Decoded::Raw) => defs::Payload {
+            format: Format::Binary.as_str().to_string(),
+            json: None,
+            text: None,
+            base64: Some(
+                base64::engine::general_purpose::STANDARD.encode(&bytes[..bytes.len().min(limit)]),
+            ),
+            ..plain
+        },
+        Ok(Decoded::Text(_)) => defs::Payload {
+            format: Format::Text.as_str().to_string(),
+            json: None,
+            text: Some(
+                payload::truncate_str(std::str::from_utf8(bytes).unwrap_or_default(), limit)
+                    .to_string(),
+            ),
+            ..plain
+        },
+        Ok(Decoded::Value(v)) => {
+            // Shown whole when its JSON fits the limit, else as cut JSON text.
+            let text = v.to_string();
+            let fits = text.len() <= limit;
+            defs::Payload {
+                format: codec.as_str().to_string(),
+                json: fits.then_some(v),
+                text: (!fits).then(|| payload::truncate_str(&text, limit).to_string()),
+                base64: None,
+                truncated: !fits,
+                ..plain
+            }
+        }
     }
 }
 
