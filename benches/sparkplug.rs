@@ -12,7 +12,7 @@
 //!   (building, decoding and writing the 10,000 returned messages).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports, unused_macros)]
+#[allow(unused_imports, unused_macros)]
 mod common;
 
 use mqtt_mcp::mqtt::client::Message;
@@ -31,7 +31,8 @@ const RUNS: usize = 3;
 fn ddata(i: usize) -> Vec<u8> {
     let mut out = vec![0x08];
     prost::encoding::encode_varint(1_764_000_000_000 + i as u64, &mut out);
-    out.extend([0x18, (i % 256) as u8]);
+    out.push(0x18);
+    prost::encoding::encode_varint((i % 256) as u64, &mut out);
     for k in 0..METRICS {
         let value = match k % 3 {
             0 => MetricValue::Double(i as f64 * 0.5 + k as f64),
@@ -75,6 +76,8 @@ fn json_payload(i: usize) -> Vec<u8> {
 
 struct Kind {
     name: &'static str,
+    /// The payload format every message must be shown with.
+    format: &'static str,
     topic: &'static str,
     make: fn(usize) -> Vec<u8>,
 }
@@ -82,11 +85,13 @@ struct Kind {
 const KINDS: [Kind; 2] = [
     Kind {
         name: "Sparkplug DDATA",
+        format: "sparkplug",
         topic: "spBv1.0/bench/DDATA/node1/dev1",
         make: ddata,
     },
     Kind {
         name: "JSON",
+        format: "json",
         topic: "bench/json/node1/dev1",
         make: json_payload,
     },
@@ -108,6 +113,7 @@ fn in_process(kind: &Kind) -> (f64, usize, usize) {
     let mut out_bytes = 0;
     for m in &msgs {
         let shown = message_json(m, 4096, Seen::nothing());
+        assert_eq!(shown.payload.format, kind.format, "{:?}", shown.payload);
         out_bytes += serde_json::to_string(&shown).unwrap().len();
     }
     let secs = start.elapsed().as_secs_f64();

@@ -13,7 +13,11 @@ use mqtt_mcp::sparkplug::proto::{Metric, MetricValue};
 use prost::Message as _;
 use serde_json::{json, Value};
 
-on_both_brokers!(births_name_aliases_everywhere, undecodable_bytes_fall_back,);
+on_both_brokers!(
+    births_name_aliases_everywhere,
+    undecodable_bytes_fall_back,
+    debug_device_reports_sparkplug_health,
+);
 
 /// A `Payload` with `seq` and these metrics (its top level written by hand,
 /// as the library reads it).
@@ -26,6 +30,20 @@ fn payload(seq: u8, metrics: &[Metric]) -> String {
         out.extend(body);
     }
     out.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bd_seq(v: u64) -> Metric {
+    Metric {
+        name: Some("bdSeq".into()),
+        datatype: Some(4),
+        value: Some(MetricValue::Long(v)),
+        ..Default::default()
+    }
+}
+
+/// A payload without seq (NDEATH): `payload` less its leading seq field.
+fn death(metrics: &[Metric]) -> String {
+    payload(0, metrics).split_off(4)
 }
 
 fn publish_hex(b: &mut common::brokers::Bench, topic: &str, hex: &str, retain: bool) {
@@ -188,4 +206,73 @@ fn undecodable_bytes_fall_back(target: Target) {
     // The server still answers.
     let alive: Value = b.call_ok("list_active_connections", json!({}));
     assert!(alive.is_object());
+}
+
+fn debug_device_reports_sparkplug_health(target: Target) {
+    let Some(mut b) = target.start("debug_device_reports_sparkplug_health") else {
+        return;
+    };
+    let group = unique("g");
+    let node = unique("node");
+    let id = b.send_call(
+        "debug_device",
+        json!({"device_id": node, "window_ms": 2500}),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let t = |kind: &str, dev: &str| format!("spBv1.0/{group}/{kind}/{node}{dev}");
+    let temp = Metric {
+        name: Some("Temp".into()),
+        alias: Some(1),
+        datatype: Some(10),
+        value: Some(MetricValue::Double(20.0)),
+        ..Default::default()
+    };
+    let aliased = Metric {
+        alias: Some(1),
+        value: Some(MetricValue::Double(21.5)),
+        ..Default::default()
+    };
+    publish_hex(&mut b, &t("NBIRTH", ""), &payload(0, &[bd_seq(7)]), false);
+    publish_hex(&mut b, &t("DBIRTH", "/d1"), &payload(1, &[temp]), false);
+    // seq 3 after 1: a gap.
+    publish_hex(
+        &mut b,
+        &t("DDATA", "/d1"),
+        &payload(3, std::slice::from_ref(&aliased)),
+        false,
+    );
+    // d2 never had a DBIRTH.
+    publish_hex(&mut b, &t("DDATA", "/d2"), &payload(4, &[aliased]), false);
+    // An NDEATH of an older session: stale, the node stays online.
+    publish_hex(&mut b, &t("NDEATH", ""), &death(&[bd_seq(6)]), false);
+    let r = common::Server::ok_of(&b.recv_id(&id, std::time::Duration::from_secs(30)));
+    let sp = &r["sparkplug"];
+    let n = &sp["nodes"][0];
+    assert_eq!(
+        (&n["group"], &n["node"]),
+        (&json!(group), &json!(node)),
+        "{r}"
+    );
+    assert_eq!(n["online"], true, "{n}");
+    assert_eq!(n["bd_seq"], 7);
+    assert_eq!(n["seq"], 4);
+    let problems = n["problems"].to_string();
+    assert!(problems.contains("sequence gap"), "{problems}");
+    assert!(problems.contains("stale NDEATH"), "{problems}");
+    let d1 = &n["devices"][0];
+    assert_eq!(d1["device"], "d1");
+    assert_eq!(d1["online"], true);
+    assert_eq!(
+        d1["metrics"]["Temp"],
+        json!({"datatype": "Double", "value": 21.5})
+    );
+    let d2 = &n["devices"][1];
+    assert_eq!(d2["birth_seen"], false);
+    assert!(
+        d2["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("before any DBIRTH"),
+        "{d2}"
+    );
 }

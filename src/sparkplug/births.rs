@@ -25,7 +25,7 @@ pub struct Known {
 }
 
 /// The metrics one birth declared, by alias and by name.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Names {
     /// Alias to name and datatype.
     aliases: HashMap<u64, Known>,

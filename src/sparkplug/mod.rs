@@ -10,9 +10,11 @@
 //! - `value.rs`: values by datatype, within an output budget.
 //! - `metric.rs`: one metric, composites included.
 //! - `births.rs`: alias names learned from births.
+//! - `edge.rs`: edge nodes and devices replayed from their messages, with health problems.
 
 pub mod births;
 pub mod datatype;
+pub mod edge;
 pub mod metric;
 pub mod proto;
 pub mod value;

@@ -289,9 +289,11 @@ pub async fn debug_device(
     } else {
         None
     };
+    let sparkplug = sparkplug_health(&s, topics.keys());
     Ok(results::DebugDevice {
         device_id: id,
         filters,
+        sparkplug,
         summary: results::DebugDeviceSummary {
             topics: items.len() as u64,
             live_topics: live,
@@ -301,5 +303,67 @@ pub async fn debug_device(
         },
         topics: items,
         note,
+    })
+}
+
+/// The Sparkplug edge nodes and devices behind the given topics, replayed
+/// from the session's history of every Sparkplug topic among them (in
+/// order of arrival); None when none is a Sparkplug topic.
+fn sparkplug_health<'a>(
+    s: &crate::session::Session,
+    topics: impl Iterator<Item = &'a String>,
+) -> Option<results::DebugDeviceSparkplug> {
+    use crate::sparkplug::{edge::Edge, Topic};
+    let mut msgs: Vec<_> = topics
+        .filter(|t| Topic::parse(t).is_some())
+        .flat_map(|t| s.link.history(t, 100))
+        .collect();
+    if msgs.is_empty() {
+        return None;
+    }
+    msgs.sort_by_key(|m| m.received_at);
+    let mut edge = Edge::default();
+    for m in &msgs {
+        if let Some(t) = Topic::parse(&m.topic) {
+            edge.observe(&t, &m.payload);
+        }
+    }
+    let host_problems = edge.host_problems();
+    fn metrics(
+        m: &std::collections::BTreeMap<String, crate::sparkplug::edge::MetricState>,
+    ) -> Value {
+        serde_json::to_value(m).unwrap_or_default()
+    }
+    Some(results::DebugDeviceSparkplug {
+        nodes: edge
+            .nodes
+            .into_iter()
+            .map(
+                |((group, node), n)| results::DebugDeviceSparkplugNodesItem {
+                    group,
+                    node,
+                    online: n.online,
+                    birth_seen: n.birth_seen,
+                    bd_seq: n.bd_seq,
+                    seq: n.seq,
+                    metrics: metrics(&n.metrics),
+                    problems: n.problems,
+                    devices: n
+                        .devices
+                        .into_iter()
+                        .map(
+                            |(device, d)| results::DebugDeviceSparkplugNodesItemDevicesItem {
+                                device,
+                                online: d.online,
+                                birth_seen: d.birth_seen,
+                                metrics: metrics(&d.metrics),
+                                problems: d.problems,
+                            },
+                        )
+                        .collect(),
+                },
+            )
+            .collect(),
+        host_problems,
     })
 }
