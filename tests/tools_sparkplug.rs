@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::brokers::{unique, Target};
+use common::brokers::{error_text, unique, Target};
 use mqtt_mcp::sparkplug::proto::{Metric, MetricValue};
 use prost::Message as _;
 use serde_json::{json, Value};
@@ -17,6 +17,7 @@ on_both_brokers!(
     births_name_aliases_everywhere,
     undecodable_bytes_fall_back,
     debug_device_reports_sparkplug_health,
+    commands_take_their_datatypes_from_the_birth,
 );
 
 /// A `Payload` with `seq` and these metrics (its top level written by hand,
@@ -275,4 +276,66 @@ fn debug_device_reports_sparkplug_health(target: Target) {
             .contains("before any DBIRTH"),
         "{d2}"
     );
+}
+
+fn commands_take_their_datatypes_from_the_birth(target: Target) {
+    let Some(mut b) = target.start("commands_take_their_datatypes_from_the_birth") else {
+        return;
+    };
+    let group = unique("g");
+    let sub = b.call_ok(
+        "subscribe",
+        json!({"filter": format!("spBv1.0/{group}/#"), "qos": 1}),
+    );
+    let sub = sub["subscription_id"].as_str().unwrap().to_string();
+    let rebirth = Metric {
+        name: Some("Node Control/Rebirth".into()),
+        alias: Some(2),
+        datatype: Some(11),
+        value: Some(MetricValue::Boolean(false)),
+        ..Default::default()
+    };
+    publish_hex(
+        &mut b,
+        &format!("spBv1.0/{group}/NBIRTH/n1"),
+        &payload(0, &[bd_seq(1), rebirth]),
+        false,
+    );
+    let ncmd = format!("spBv1.0/{group}/NCMD/n1");
+    let cmd = json!({"sparkplug": {"metrics": [{"name": "Node Control/Rebirth", "value": true}]}});
+    // The birth reaches the session's history before the command needs it.
+    common::brokers::poll("the NBIRTH in the history", 100, || {
+        let h = b.call_ok(
+            "topic_history",
+            json!({"topic": format!("spBv1.0/{group}/NBIRTH/n1")}),
+        );
+        (!h["messages"].as_array().unwrap().is_empty()).then_some(())
+    });
+    b.call_ok(
+        "publish_message",
+        json!({"topic": ncmd, "payload": cmd, "qos": 1}),
+    );
+    let r = b.call_ok(
+        "read_messages",
+        json!({"subscription_id": sub, "wait_ms": 2000, "limit": 10}),
+    );
+    let sent = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["topic"] == ncmd)
+        .unwrap_or_else(|| panic!("no NCMD in {r}"));
+    let m = &sent["payload"]["sparkplug"]["metrics"][0];
+    assert_eq!(m["name"], "Node Control/Rebirth", "{sent}");
+    assert_eq!(
+        (&m["alias"], &m["datatype"], &m["value"]),
+        (&json!(2), &json!("Boolean"), &json!(true))
+    );
+    assert!(sent["payload"]["sparkplug"]["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+    // A metric the birth does not declare is refused before anything is sent.
+    let bad = b.call(
+        "publish_message",
+        json!({"topic": ncmd, "payload": {"sparkplug": {"metrics": [{"name": "Reboot", "value": true}]}}}),
+    );
+    assert!(error_text(&bad).contains("declares no metric"), "{bad}");
 }

@@ -72,6 +72,14 @@ impl Names {
         self.datatypes.get(name).copied()
     }
 
+    /// The alias the birth gave this name.
+    pub fn alias_of(&self, name: &str) -> Option<u64> {
+        self.aliases
+            .iter()
+            .find(|(_, k)| k.name == name)
+            .map(|(alias, _)| *alias)
+    }
+
     /// Whether the birth declared this alias.
     pub fn has_alias(&self, alias: u64) -> bool {
         self.aliases.contains_key(&alias)

@@ -10,9 +10,11 @@
 //! - `value.rs`: values by datatype, within an output budget.
 //! - `metric.rs`: one metric, composites included.
 //! - `births.rs`: alias names learned from births.
+//! - `command.rs`: NCMD/DCMD payloads in the datatypes their births declared.
 //! - `edge.rs`: edge nodes and devices replayed from their messages, with health problems.
 
 pub mod births;
+pub mod command;
 pub mod datatype;
 pub mod edge;
 pub mod metric;
@@ -374,6 +376,20 @@ pub fn show(
     Ok(Shown {
         sparkplug: out,
         truncated: budget.cut,
+    })
+}
+
+/// What the birth behind `topic` declared: learned by the session, or read
+/// from the last birth on that topic in the connection's history.
+pub fn names_for(
+    topic: &Topic<'_>,
+    births: &Births,
+    last_birth: &dyn Fn(&str) -> Option<bytes::Bytes>,
+) -> Option<Arc<Names>> {
+    let t = topic.birth_topic()?;
+    births.get(&t).or_else(|| {
+        births.learn(&t, birth_names(&last_birth(&t)?)?);
+        births.get(&t)
     })
 }
 

@@ -10,9 +10,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 fn encode_payload(ctx: &ToolContext, v: Option<&Value>, what: &str) -> Result<Bytes, ToolError> {
-    let limit = ctx.app.config.max_publish_bytes;
     let b = payload::encode(v)
         .map_err(|e| ToolError::InvalidArguments(vec![format!("/{what}: {e}")]))?;
+    within_limit(ctx, b, what)
+}
+
+/// Refuses payloads over the server's publish limit.
+fn within_limit(ctx: &ToolContext, b: Bytes, what: &str) -> Result<Bytes, ToolError> {
+    let limit = ctx.app.config.max_publish_bytes;
     if b.len() > limit {
         return Err(ToolError::InvalidArguments(vec![format!(
             "/{what}: {}",
@@ -23,6 +28,35 @@ fn encode_payload(ctx: &ToolContext, v: Option<&Value>, what: &str) -> Result<By
         )]));
     }
     Ok(b)
+}
+
+/// A Sparkplug command (`{"sparkplug": {"metrics": [...]}}` on an NCMD or
+/// DCMD topic), encoded against the birth this session saw; None for any
+/// other payload.
+fn sparkplug_command(
+    s: &crate::session::Session,
+    topic: &str,
+    v: Option<&Value>,
+) -> Option<Result<Bytes, ToolError>> {
+    use crate::sparkplug::{command, names_for, Topic};
+    let spec = match v {
+        Some(Value::Object(m)) if m.len() == 1 => m.get("sparkplug")?,
+        _ => return None,
+    };
+    let bad = |e: String| ToolError::InvalidArguments(vec![format!("/payload/sparkplug: {e}")]);
+    let Some(t) = Topic::parse(topic) else {
+        return Some(Err(bad(format!("{topic:?} is not a Sparkplug topic; commands go to spBv1.0/<group>/NCMD/<node> or spBv1.0/<group>/DCMD/<node>/<device>"))));
+    };
+    let last_birth = |b: &str| s.link.history(b, 1).pop().map(|m| m.payload.clone());
+    let names = names_for(&t, &s.births, &last_birth);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Some(
+        command::encode(&t, spec, names.as_deref(), now)
+            .map(Bytes::from)
+            .map_err(bad),
+    )
 }
 
 fn user_props(v: Option<&Value>) -> Vec<(String, String)> {
@@ -144,8 +178,11 @@ pub async fn publish_message(
     deadline: Deadline,
 ) -> Result<results::PublishMessage, ToolError> {
     common::topic_name(&p.topic, "topic")?;
-    let body = encode_payload(ctx, p.payload.as_ref(), "payload")?;
     let s = common::session(ctx, p.session_id.as_deref()).await?;
+    let body = match sparkplug_command(&s, &p.topic, p.payload.as_ref()) {
+        Some(command) => within_limit(ctx, command?, "payload")?,
+        None => encode_payload(ctx, p.payload.as_ref(), "payload")?,
+    };
     let conn = &s.link;
     let qos = common::qos(p.qos, 1);
     let retain = p.retain.unwrap_or(false);
