@@ -343,7 +343,7 @@ pub fn show(
         if let (None, Some(alias), false, Some(t)) = (&m.name, m.alias, refreshed, &birth_topic) {
             if !names.as_ref().is_some_and(|n| n.has_alias(alias)) {
                 refreshed = true;
-                if let Some(fresh) = last_birth(t).and_then(|b| birth_names(&b)) {
+                if let Some(fresh) = seen_birth(t, last_birth).and_then(|b| birth_names(&b)) {
                     births.learn(t, fresh);
                     names = births.get(t);
                 }
@@ -388,9 +388,18 @@ pub fn names_for(
 ) -> Option<Arc<Names>> {
     let t = topic.birth_topic()?;
     births.get(&t).or_else(|| {
-        births.learn(&t, birth_names(&last_birth(&t)?)?);
+        births.learn(&t, birth_names(&seen_birth(&t, last_birth)?)?);
         births.get(&t)
     })
+}
+
+/// The last birth on `birth_topic` in the history, or else the retained
+/// copy a Sparkplug-aware broker keeps under `$sparkplug/certificates/`.
+fn seen_birth(
+    birth_topic: &str,
+    last_birth: &dyn Fn(&str) -> Option<bytes::Bytes>,
+) -> Option<bytes::Bytes> {
+    last_birth(birth_topic).or_else(|| last_birth(&format!("{CERTIFICATES}{birth_topic}")))
 }
 
 /// The names in a birth payload, if it decodes.

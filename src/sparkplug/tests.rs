@@ -195,6 +195,43 @@ fn a_birth_in_the_history_names_aliases() {
 }
 
 #[test]
+fn a_retained_certificate_copy_names_aliases() {
+    let birth = Payload {
+        metrics: vec![metric(
+            Some("Flow"),
+            Some(2),
+            10,
+            Some(MetricValue::Double(0.0)),
+        )],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let data = Payload {
+        metrics: vec![Metric {
+            alias: Some(2),
+            value: Some(MetricValue::Double(4.5)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let history = move |t: &str| {
+        (t == "$sparkplug/certificates/spBv1.0/g/NBIRTH/n")
+            .then(|| bytes::Bytes::from(birth.clone()))
+    };
+    let t = Topic::parse("spBv1.0/g/NDATA/n").unwrap();
+    let shown = show(
+        &t,
+        &data.encode_to_vec(),
+        4096,
+        &Births::default(),
+        &history,
+    )
+    .unwrap();
+    let v = serde_json::to_value(shown.sparkplug).unwrap();
+    assert_eq!(v["metrics"][0]["name"], "Flow");
+}
+
+#[test]
 fn composites_decode() {
     let ds = DataSet {
         num_of_columns: Some(2),
