@@ -108,7 +108,7 @@ fn main() {
         let _ = writeln!(ids, "    /// The `{name}` tool.\n    {camel},");
         let _ = writeln!(
             arms,
-            "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::deadline::run(ctx, p, crate::tools::handlers::{name}).await?;\n            serde_json::to_string(&r).map_err(crate::tools::ToolError::internal)\n        }}"
+            "        ToolId::{camel} => {{\n            let p: params::{camel} = serde_json::from_value(args).map_err(crate::tools::ToolError::from_arguments)?;\n            let r: results::{camel} = crate::tools::deadline::run(ctx, p, crate::tools::handlers::{name}).await?;\n            serde_json::value::to_raw_value(&r).map_err(crate::tools::ToolError::internal)\n        }}"
         );
     }
 
@@ -143,7 +143,7 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "/// Deserializes validated arguments into the generated type, runs the handler, and serializes its result once (no intermediate JSON tree).\npub async fn dispatch(ctx: &crate::tools::ToolContext, tool: ToolId, args: serde_json::Value) -> Result<String, crate::tools::ToolError> {{\n    match tool {{\n{arms}\n    }}\n}}\n"
+        "/// Deserializes validated arguments into the generated type, runs the handler, and serializes its result once (no intermediate JSON tree).\npub async fn dispatch(ctx: &crate::tools::ToolContext, tool: ToolId, args: serde_json::Value) -> Result<Box<serde_json::value::RawValue>, crate::tools::ToolError> {{\n    match tool {{\n{arms}\n    }}\n}}\n"
     );
     let _ = writeln!(
         out,

@@ -317,10 +317,11 @@ impl McpSession {
         let grace = app.config.shutdown_grace;
         let task = tokio::spawn(async move {
             let ended = stop.clone();
-            let served = crate::mcp::run(server_read, server_write, app.clone(), async move {
-                ended.cancelled().await
-            })
-            .await;
+            let served =
+                crate::transport::stdio::run(server_read, server_write, app.clone(), async move {
+                    ended.cancelled().await
+                })
+                .await;
             if let Err(e) = served {
                 tracing::warn!("HTTP session ended with an error: {e}");
             }
@@ -1027,10 +1028,11 @@ async fn listen_stream(
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&self.inner);
             let s = self.session.clone();
-            let cancel = jsonrpc::notification(
-                "notifications/cancelled",
+            let cancel = crate::mcp::Outgoing::notification(
+                crate::mcp::Method::Cancelled,
                 serde_json::json!({ "requestId": self.inner, "reason": "the HTTP stream closed" }),
-            );
+            )
+            .to_json();
             tokio::spawn(async move {
                 let _ = s.send_line(&cancel).await;
             });

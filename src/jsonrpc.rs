@@ -1,9 +1,11 @@
-//! JSON-RPC 2.0 framing for newline-delimited stdio: the bounded line reader,
-//! classification of an input line into request / notification / error, and
-//! the wire shapes of responses. Nothing here knows about MCP.
+//! JSON-RPC 2.0 on the wire, for every transport: typed ids and errors, the
+//! one parse of an incoming message into request / notification / response /
+//! error ([`classify`]), and the one writer of outgoing messages
+//! ([`write_response`], [`write_error`], [`write_notification`]). Nothing
+//! here knows about MCP; framing (lines, HTTP bodies) is the transport's.
 
-use serde_json::{Map, Value};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 /// Standard error codes; the MCP layer picks among them.
 pub mod code {
@@ -48,6 +50,16 @@ impl Id {
     }
 }
 
+/// An id is written as the JSON value it was read as.
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Id::String(v) => s.serialize_str(v),
+            Id::Number(_) => self.to_value().serialize(s),
+        }
+    }
+}
+
 /// Ids inside params (`notifications/cancelled`'s `requestId`) are read by
 /// the same rule as the message's own id.
 impl<'de> serde::Deserialize<'de> for Id {
@@ -58,13 +70,14 @@ impl<'de> serde::Deserialize<'de> for Id {
 }
 
 /// A JSON-RPC error object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RpcError {
     /// One of [`code`] or an MCP-specific code.
     pub code: i64,
     /// A sentence that says what was wrong and how to fix it.
     pub message: String,
     /// Optional structured detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
 }
 
@@ -76,17 +89,6 @@ impl RpcError {
             message: message.into(),
             data: None,
         }
-    }
-
-    /// The error object as JSON.
-    pub fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("code".into(), Value::from(self.code));
-        m.insert("message".into(), Value::from(self.message.clone()));
-        if let Some(d) = &self.data {
-            m.insert("data".into(), d.clone());
-        }
-        Value::Object(m)
     }
 }
 
@@ -192,181 +194,89 @@ pub fn classify_value(value: Value) -> Incoming {
     }
 }
 
-/// Serializes a success response line (no trailing newline).
-pub fn response(id: &Id, result: Value) -> String {
-    let mut m = Map::new();
-    m.insert("jsonrpc".into(), Value::from("2.0"));
-    m.insert("id".into(), id.to_value());
-    m.insert("result".into(), result);
-    Value::Object(m).to_string()
+/// The version every message carries.
+const VERSION: &str = "2.0";
+
+/// `{"jsonrpc":"2.0","id":...,"result":...}`.
+#[derive(Serialize)]
+struct ResultMessage<'a, T> {
+    jsonrpc: &'static str,
+    id: &'a Id,
+    result: &'a T,
 }
 
-/// A success response around an already serialized result (large results
-/// are not parsed back into a tree).
-pub fn response_raw(id: &Id, result_json: &str) -> String {
-    let id = id.to_value().to_string();
-    let mut out = String::with_capacity(result_json.len() + id.len() + 40);
-    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    out.push_str(&id);
-    out.push_str(r#","result":"#);
-    out.push_str(result_json);
-    out.push('}');
-    out
+/// `{"jsonrpc":"2.0","id":...,"error":{...}}`; no id is written as `null`.
+#[derive(Serialize)]
+struct ErrorMessage<'a> {
+    jsonrpc: &'static str,
+    id: Option<&'a Id>,
+    error: &'a RpcError,
 }
 
-/// Serializes an error response line; `id` None becomes `null`.
+/// `{"jsonrpc":"2.0","method":...,"params":...}`.
+#[derive(Serialize)]
+struct NotificationMessage<'a, P> {
+    jsonrpc: &'static str,
+    method: &'a str,
+    params: &'a P,
+}
+
+/// Appends a success response (no newline) to `out`. On error (a result
+/// that cannot be serialized) `out` may hold a partial message; the caller
+/// truncates it.
+pub fn write_response<T: Serialize>(
+    out: &mut Vec<u8>,
+    id: &Id,
+    result: &T,
+) -> serde_json::Result<()> {
+    serde_json::to_writer(
+        out,
+        &ResultMessage {
+            jsonrpc: VERSION,
+            id,
+            result,
+        },
+    )
+}
+
+/// Appends an error response (no newline) to `out`; `id` None is `null`.
+pub fn write_error(out: &mut Vec<u8>, id: Option<&Id>, error: &RpcError) {
+    let message = ErrorMessage {
+        jsonrpc: VERSION,
+        id,
+        error,
+    };
+    // Strings, numbers and a `Value`: nothing here can fail to serialize.
+    let _ = serde_json::to_writer(out, &message);
+}
+
+/// Appends a notification (no newline) to `out`.
+pub fn write_notification<P: Serialize>(
+    out: &mut Vec<u8>,
+    method: &str,
+    params: &P,
+) -> serde_json::Result<()> {
+    serde_json::to_writer(
+        out,
+        &NotificationMessage {
+            jsonrpc: VERSION,
+            method,
+            params,
+        },
+    )
+}
+
+/// An error response as text: for answers outside a message stream (HTTP
+/// errors, snapshots).
 pub fn error_response(id: Option<&Id>, error: &RpcError) -> String {
-    let mut m = Map::new();
-    m.insert("jsonrpc".into(), Value::from("2.0"));
-    m.insert("id".into(), id.map(Id::to_value).unwrap_or(Value::Null));
-    m.insert("error".into(), error.to_value());
-    Value::Object(m).to_string()
-}
-
-/// Serializes a notification line.
-pub fn notification(method: &str, params: Value) -> String {
-    let mut m = Map::new();
-    m.insert("jsonrpc".into(), Value::from("2.0"));
-    m.insert("method".into(), Value::from(method));
-    m.insert("params".into(), params);
-    Value::Object(m).to_string()
-}
-
-/// What the line reader produced.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Line {
-    /// A complete line, without `\n` (and without a trailing `\r`).
-    Complete(Vec<u8>),
-    /// A line longer than the limit; its bytes were discarded as they arrived.
-    TooLong {
-        /// How many bytes were discarded.
-        discarded: usize,
-    },
-}
-
-/// Reads newline-delimited messages with a hard cap: an oversized line is
-/// skipped chunk by chunk and never buffered whole.
-pub struct LineReader<R> {
-    /// The byte source (stdin in production, a duplex pipe in tests).
-    inner: R,
-    /// Maximum bytes of one line, excluding the newline.
-    limit: usize,
-    /// The partial line gathered so far.
-    buf: Vec<u8>,
-}
-
-impl<R: AsyncBufRead + Unpin> LineReader<R> {
-    /// A reader that rejects lines longer than `limit` bytes.
-    pub fn new(inner: R, limit: usize) -> Self {
-        Self {
-            inner,
-            limit,
-            buf: Vec::new(),
-        }
-    }
-
-    /// The next line, or `None` at end of input. A final line without newline
-    /// counts as a line.
-    ///
-    /// Cancellation safety: not cancel safe (a partially read line would be
-    /// lost), so the server polls it from a single dedicated task only.
-    pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
-        self.buf.clear();
-        let mut discarding: Option<usize> = None;
-        loop {
-            let chunk = self.inner.fill_buf().await?;
-            if chunk.is_empty() {
-                if let Some(discarded) = discarding {
-                    return Ok(Some(Line::TooLong { discarded }));
-                }
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                return Ok(Some(Line::Complete(finish(std::mem::take(&mut self.buf)))));
-            }
-            let (part, found) = match memchr(chunk) {
-                Some(i) => (&chunk[..i], Some(i)),
-                None => (chunk, None),
-            };
-            match &mut discarding {
-                Some(n) => *n += part.len(),
-                None => {
-                    if self.buf.len() + part.len() > self.limit + 1 {
-                        discarding = Some(self.buf.len() + part.len());
-                        self.buf = Vec::new();
-                    } else {
-                        self.buf.extend_from_slice(part);
-                    }
-                }
-            }
-            let used = found.map(|i| i + 1).unwrap_or(chunk.len());
-            self.inner.consume(used);
-            if found.is_some() {
-                if let Some(discarded) = discarding {
-                    return Ok(Some(Line::TooLong { discarded }));
-                }
-                let line = finish(std::mem::take(&mut self.buf));
-                if line.len() > self.limit {
-                    return Ok(Some(Line::TooLong {
-                        discarded: line.len(),
-                    }));
-                }
-                return Ok(Some(Line::Complete(line)));
-            }
-        }
-    }
-}
-
-fn finish(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    line
-}
-
-fn memchr(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
+    let mut out = Vec::with_capacity(128);
+    write_error(&mut out, id, error);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn lines(input: &[u8], limit: usize) -> Vec<Line> {
-        let reader = tokio::io::BufReader::with_capacity(7, input);
-        let mut r = LineReader::new(reader, limit);
-        let mut out = Vec::new();
-        while let Some(l) = r.next_line().await.unwrap() {
-            out.push(l);
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn splits_and_caps_lines() {
-        let got = lines(b"abc\r\n0123456789abcdef\nxy\nlast", 10).await;
-        assert_eq!(
-            got,
-            vec![
-                Line::Complete(b"abc".to_vec()),
-                Line::TooLong { discarded: 16 },
-                Line::Complete(b"xy".to_vec()),
-                Line::Complete(b"last".to_vec()),
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn exact_limit_is_accepted() {
-        let got = lines(b"0123456789\n01234567890\n", 10).await;
-        assert_eq!(
-            got,
-            vec![
-                Line::Complete(b"0123456789".to_vec()),
-                Line::TooLong { discarded: 11 }
-            ]
-        );
-    }
 
     #[test]
     fn classifies() {
@@ -407,42 +317,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        // The fuzz target of the framing layer: run longer with
-        // PROPTEST_CASES=1000000 cargo test --release --lib jsonrpc
-        #[test]
-        fn line_reader_splits_exactly_and_never_buffers_past_the_limit(
-            lines in prop::collection::vec(prop::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..40), 0..20),
-            limit in 1usize..32,
-            cap in 1usize..16,
-        ) {
-            let mut input = Vec::new();
-            for l in &lines {
-                input.extend_from_slice(l);
-                input.push(b'\n');
-            }
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let got = rt.block_on(async {
-                let mut r = LineReader::new(tokio::io::BufReader::with_capacity(cap, input.as_slice()), limit);
-                let mut out = Vec::new();
-                while let Some(l) = r.next_line().await.unwrap() {
-                    prop_assert!(r.buf.capacity() <= limit + cap + 64, "buffer grew to {}", r.buf.capacity());
-                    out.push(l);
-                }
-                Ok(out)
-            })?;
-            prop_assert_eq!(got.len(), lines.len());
-            for (l, g) in lines.iter().zip(got) {
-                let mut want = l.clone();
-                if want.last() == Some(&b'\r') {
-                    want.pop();
-                }
-                match g {
-                    Line::Complete(b) => prop_assert_eq!(b, want),
-                    Line::TooLong { discarded } => prop_assert!(discarded > limit && discarded >= want.len()),
-                }
-            }
-        }
-
         #[test]
         fn classify_never_panics_and_answers_requests(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             if let Incoming::Invalid { error, .. } = classify(&bytes) {

@@ -71,3 +71,4 @@ pub mod sparkplug;
 pub mod subscriptions;
 pub mod sync;
 pub mod tools;
+pub mod transport;

@@ -288,7 +288,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
     }
     let app = App::build(config, vault, profiles, audit);
     app.start_default(target);
-    let result = mqtt_mcp::mcp::run(
+    let result = mqtt_mcp::transport::stdio::run(
         tokio::io::stdin(),
         tokio::io::stdout(),
         app.clone(),

@@ -4,10 +4,11 @@
 //! handshake era's -32002).
 
 use super::lifecycle::{self, Era};
+use super::message::{Notification, Outgoing, Reply, Sink};
 use super::method::{self, Method, RequestMethod};
 use super::params::{self, Field, Obj};
 use super::{logging, prompts, resources, Conn};
-use crate::jsonrpc::{self, code, Id, RpcError};
+use crate::jsonrpc::{code, Id, RpcError};
 use crate::tools::{self, ToolContext};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -16,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 impl Conn {
     /// Answers `method`, already admitted in `era` by [`Conn::admit`].
     /// Inline methods run on the reader task and never wait; the others run
-    /// in a task of their own until done or `cancel`.
+    /// in a task of their own until done or `cancel`. `reply` is where the
+    /// answer will go (a listen stream sends its notifications there too).
     pub(super) async fn handle(
         &self,
         id: &Id,
@@ -24,12 +26,15 @@ impl Conn {
         params: Option<Value>,
         era: Era,
         cancel: CancellationToken,
-    ) -> String {
+        reply: &Sink,
+    ) -> Outgoing {
         let p = params.as_ref();
         let result = match method {
             Method::Initialize => self.initialize(p),
             Method::Ping => Ok(json!({})),
-            Method::ServerDiscover => return self.ok(id, lifecycle::discover()),
+            Method::ServerDiscover => {
+                return Outgoing::result(id.clone(), Reply::Json(lifecycle::discover()))
+            }
             Method::ToolsList => lifecycle::tools_list(p, self.app.config.list_page_size, |name| {
                 self.app.tool_listed(name)
             }),
@@ -43,7 +48,7 @@ impl Conn {
             Method::PromptsGet => prompts::get_prompt(p),
             Method::CompletionComplete => resources::complete(&self.app, p).await,
             Method::LoggingSetLevel => self.set_level(p),
-            Method::SubscriptionsListen => return self.listen(id, p, cancel).await,
+            Method::SubscriptionsListen => return self.listen(id, p, cancel, reply).await,
             // Notifications are not requests; admission never lets them here.
             Method::Initialized
             | Method::Cancelled
@@ -56,17 +61,19 @@ impl Conn {
                 era,
             )),
         };
+        let id = id.clone();
         match (era, result) {
-            (Era::Handshake, Ok(v)) => self.ok(id, v),
-            (Era::Stateless, Ok(v)) => {
-                self.ok(id, lifecycle::stateless_result(v, method.facts().cache))
-            }
-            (Era::Handshake, Err(e)) => jsonrpc::error_response(Some(id), &e),
+            (Era::Handshake, Ok(v)) => Outgoing::result(id, Reply::Json(v)),
+            (Era::Stateless, Ok(v)) => Outgoing::result(
+                id,
+                Reply::Json(lifecycle::stateless_result(v, method.facts().cache)),
+            ),
+            (Era::Handshake, Err(e)) => Outgoing::error(Some(id), e),
             (Era::Stateless, Err(mut e)) => {
                 if e.code == resources::RESOURCE_NOT_FOUND {
                     e.code = code::INVALID_PARAMS;
                 }
-                jsonrpc::error_response(Some(id), &e)
+                Outgoing::error(Some(id), e)
             }
         }
     }
@@ -109,7 +116,7 @@ impl Conn {
         let watch = resources::subscribe(
             &self.app,
             &uri,
-            self.out.clone(),
+            self.notes.clone(),
             self.app.config.resource_update_interval,
             resources::Emit::handshake(),
         )
@@ -131,51 +138,53 @@ impl Conn {
         Ok(json!({}))
     }
 
-    /// `tools/call`: the tool's result is serialized once, by the tool, and
-    /// wrapped as text; a tool failure is an `isError` result, not an error.
+    /// `tools/call`: the tool's result stays typed (its output serialized
+    /// once, by the tool); a tool failure is an `isError` result, not an error.
     async fn tools_call(
         &self,
         id: &Id,
         params: Option<Value>,
         cancel: CancellationToken,
         era: Era,
-    ) -> String {
+    ) -> Outgoing {
+        let invalid = |message: String| {
+            Outgoing::error(
+                Some(id.clone()),
+                RpcError::new(code::INVALID_PARAMS, message),
+            )
+        };
         let Some(call) = params::parse_owned::<params::ToolsCall>(params) else {
-            return self.err(
-                Some(id),
-                code::INVALID_PARAMS,
-                "Invalid params: tools/call needs params {\"name\": ..., \"arguments\": {...}}",
+            return invalid(
+                "Invalid params: tools/call needs params {\"name\": ..., \"arguments\": {...}}"
+                    .into(),
             );
         };
         let Field::Valid(name) = &call.name else {
-            return self.err(
-                Some(id),
-                code::INVALID_PARAMS,
-                "Invalid params: \"name\" must be a tool name string; see tools/list",
+            return invalid(
+                "Invalid params: \"name\" must be a tool name string; see tools/list".into(),
             );
         };
         let Some(tool) = tools::find(name).filter(|t| self.app.tool_listed(t.name)) else {
-            return self.err(Some(id), code::INVALID_PARAMS, format!("Invalid params: unknown tool {name:?}; call tools/list for the available tools"));
+            return invalid(format!(
+                "Invalid params: unknown tool {name:?}; call tools/list for the available tools"
+            ));
         };
         let args = match call.arguments {
             None => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => v,
-            Some(_) => {
-                return self.err(
-                    Some(id),
-                    code::INVALID_PARAMS,
-                    "Invalid params: \"arguments\" must be an object",
-                )
-            }
+            Some(_) => return invalid("Invalid params: \"arguments\" must be an object".into()),
         };
         let progress = call
             .meta
             .into_valid()
             .and_then(|Obj(meta)| meta.progress_token)
             .filter(|t| t.is_string() || t.is_number())
-            .map(|token| tools::Progress {
-                token,
-                out: self.out.clone(),
+            .map(|token| {
+                let notes = self.notes.clone();
+                tools::Progress::new(move |progress, total, message| {
+                    let n = Notification::progress(&token, progress, total, message);
+                    notes.try_notify(n.method, n.params);
+                })
             });
         let ctx = ToolContext {
             app: self.app.clone(),
@@ -185,10 +194,11 @@ impl Conn {
         };
         // The call's one deadline is computed and enforced inside `tools::call`.
         let result = tools::call(&ctx, tool, args).await;
-        match era {
-            Era::Handshake => jsonrpc::response_raw(id, &result),
-            Era::Stateless => jsonrpc::response_raw(id, &lifecycle::stateless_result_raw(&result)),
-        }
+        let result = match era {
+            Era::Handshake => result,
+            Era::Stateless => lifecycle::stateless_tool_result(result),
+        };
+        Outgoing::result(id.clone(), Reply::Tool(result))
     }
 }
 

@@ -11,7 +11,7 @@
 use super::method::{Method, RequestMethod};
 use super::params::{self, Field};
 use crate::jsonrpc::{code, RpcError};
-use crate::tools::TOOLS;
+use crate::tools::{ToolResult, TOOLS};
 use serde_json::{json, Value};
 
 /// Protocol revisions of the handshake era we speak, newest first.
@@ -62,8 +62,7 @@ fn invalid_meta(method: &str, what: &str) -> RpcError {
 }
 
 /// Decides the era of one request from its `_meta`: the one place that
-/// does (the stdio loop calls it for every request; `http.rs` still reads
-/// the `_meta` version itself to route a request without a session).
+/// does (the core calls it for every request, whatever the transport).
 /// `method` is the request's method, parsed or as sent.
 ///
 /// - `initialize` always opens the handshake era.
@@ -193,32 +192,19 @@ pub fn stateless_result(mut result: Value, cache: Option<Cache>) -> Value {
     result
 }
 
-/// [`stateless_result`] for a result that is already serialized (tool
-/// results are serialized once and never parsed back): the fields are
-/// spliced in after the opening brace. A result that already has `_meta` or
-/// is not an object goes the slow way.
-pub fn stateless_result_raw(result_json: &str) -> String {
-    let Some(rest) = result_json.strip_prefix('{') else {
-        return result_json.to_string();
-    };
-    if result_json.contains("\"_meta\"") {
-        return serde_json::from_str(result_json)
-            .map(|v| stateless_result(v, None).to_string())
-            .unwrap_or_else(|_| result_json.to_string());
-    }
-    let head = json!({
-        "resultType": "complete",
-        "_meta": { META_SERVER_INFO: server_info() }
-    })
-    .to_string();
-    let head = &head[..head.len() - 1];
-    let mut out = String::with_capacity(result_json.len() + head.len() + 1);
-    out.push_str(head);
-    if !rest.trim_start().starts_with('}') {
-        out.push(',');
-    }
-    out.push_str(rest);
-    out
+/// [`stateless_result`] for a `tools/call` result, which stays typed:
+/// `resultType` and `_meta` go first (tools set no `_meta` of their own, and
+/// a tool result is not cacheable).
+pub fn stateless_tool_result(result: ToolResult) -> ToolResult {
+    result.with_head("complete", json!({ META_SERVER_INFO: server_info() }))
+}
+
+/// The protocol version a request's `_meta` names, as sent (absent, a
+/// string, or another JSON type). For a transport that must route a
+/// request before the core sees it (HTTP without a session); what the
+/// version means is still decided by [`era`].
+pub fn requested_version(params: Option<&Value>) -> Field<String> {
+    params::RequestMeta::of(params).protocol_version
 }
 
 /// Server capabilities in 2026-07-28. `logging` is left out: log events
@@ -447,21 +433,10 @@ mod tests {
         assert!(r.get("ttlMs").is_some());
         assert!(stateless_result(json!({}), None).get("ttlMs").is_none());
 
-        for raw in [
-            r#"{"content":[],"isError":true}"#,
-            "{}",
-            "{ }",
-            r#"{"content":[],"_meta":{"x":1}}"#,
-        ] {
-            let v: Value = serde_json::from_str(&stateless_result_raw(raw)).expect(raw);
-            let original: Value = serde_json::from_str(raw).unwrap();
-            assert_eq!(v["resultType"], "complete", "{raw}");
-            assert!(v["_meta"][META_SERVER_INFO].is_object(), "{raw}");
-            for (k, val) in original.as_object().unwrap() {
-                if k != "_meta" {
-                    assert_eq!(&v[k], val, "{raw}");
-                }
-            }
-        }
+        let failed = ToolResult::failure(&crate::tools::ToolError::Failed("x".into()));
+        let v = serde_json::to_value(stateless_tool_result(failed)).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["resultType", "_meta", "content", "isError"]);
+        assert!(v["_meta"][META_SERVER_INFO].is_object());
     }
 }

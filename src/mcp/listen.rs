@@ -3,18 +3,33 @@
 //! the client cancels it or the server shuts down.
 
 use super::lifecycle;
+use super::message::{Outgoing, Sink};
 use super::method::Method;
 use super::params::{self, Field, Obj};
 use super::{resources, Conn};
-use crate::jsonrpc::{self, code, Id};
+use crate::jsonrpc::{code, Id, RpcError};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
+
+/// One open listen stream, as shutdown needs it.
+pub(super) struct Open {
+    /// The listen request's id, named in the closing `notifications/cancelled`.
+    id: Id,
+    /// Where the stream's messages go (the listen's own answer slot).
+    reply: Sink,
+    /// Ends the listen request (it sends no answer then).
+    cancel: CancellationToken,
+    /// The stream's watches; dropped with it.
+    _watches: Vec<resources::Watch>,
+}
 
 impl Conn {
     /// `subscriptions/listen` (2026-07-28): opens the watches the filter asks
     /// for, acknowledges what it honours, then stays open, sending tagged
     /// notifications, until the client cancels it (no answer then) or the
-    /// server shuts down (see [`Conn::end_listens`]).
+    /// server shuts down (see [`Conn::end_listens`]). Everything it sends
+    /// goes to `reply`, the listen's own answer slot.
     ///
     /// Honoured: `resourceSubscriptions` (every URI must be a resource that
     /// has live updates, else the listen fails with -32602 and opens
@@ -26,12 +41,19 @@ impl Conn {
         id: &Id,
         params: Option<&Value>,
         cancel: CancellationToken,
-    ) -> String {
+        reply: &Sink,
+    ) -> Outgoing {
+        let invalid = |message: &str| {
+            Outgoing::error(
+                Some(id.clone()),
+                RpcError::new(code::INVALID_PARAMS, message),
+            )
+        };
         let Some(params::Listen {
             notifications: Obj(filter),
         }) = params::parse(params)
         else {
-            return self.err(Some(id), code::INVALID_PARAMS, "Invalid params: subscriptions/listen needs params.notifications, e.g. {\"resourceSubscriptions\": [\"mqtt://default/topic/a/b\"], \"resourcesListChanged\": true}");
+            return invalid("Invalid params: subscriptions/listen needs params.notifications, e.g. {\"resourceSubscriptions\": [\"mqtt://default/topic/a/b\"], \"resourcesListChanged\": true}");
         };
         let uris: Vec<String> = match filter.resource_subscriptions {
             Field::Absent | Field::Valid(None) => Vec::new(),
@@ -39,7 +61,7 @@ impl Conn {
                 u.dedup();
                 u
             }
-            Field::Invalid => return self.err(Some(id), code::INVALID_PARAMS, "Invalid params: notifications.resourceSubscriptions must be an array of resource URIs"),
+            Field::Invalid => return invalid("Invalid params: notifications.resourceSubscriptions must be an array of resource URIs"),
         };
         let list_changed = filter.resources_list_changed == Field::Valid(true);
         let start = CancellationToken::new();
@@ -52,14 +74,8 @@ impl Conn {
         let interval = self.app.config.resource_update_interval;
         let mut watches = Vec::new();
         for uri in &uris {
-            match resources::subscribe(
-                &self.app,
-                uri,
-                self.out.clone(),
-                interval,
-                emit(true, false),
-            )
-            .await
+            match resources::subscribe(&self.app, uri, reply.clone(), interval, emit(true, false))
+                .await
             {
                 Ok(w) => watches.push(w),
                 Err(mut e) => {
@@ -70,7 +86,7 @@ impl Conn {
                         "{} (in notifications.resourceSubscriptions; nothing was subscribed)",
                         e.message
                     );
-                    return jsonrpc::error_response(Some(id), &e);
+                    return Outgoing::error(Some(id.clone()), e);
                 }
             }
         }
@@ -79,7 +95,7 @@ impl Conn {
             && match resources::subscribe(
                 &self.app,
                 &topics,
-                self.out.clone(),
+                reply.clone(),
                 interval,
                 emit(false, true),
             )
@@ -98,54 +114,67 @@ impl Conn {
         if !uris.is_empty() {
             honoured.insert("resourceSubscriptions".into(), json!(uris));
         }
+        let key = self.listen_keys.fetch_add(1, Ordering::Relaxed);
+        let open = Open {
+            id: id.clone(),
+            reply: reply.clone(),
+            cancel: cancel.clone(),
+            _watches: watches,
+        };
         self.listens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), watches);
+            .insert(key, open);
         // Removes the watches however this future ends (cancelled = dropped).
-        struct Registered<'a>(&'a Conn, &'a Id);
+        struct Registered<'a>(&'a Conn, u64);
         impl Drop for Registered<'_> {
             fn drop(&mut self) {
                 self.0
                     .listens
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(self.1);
+                    .remove(&self.1);
             }
         }
-        let _registered = Registered(self, id);
-        self.send(jsonrpc::notification(
-            Method::SubscriptionsAcknowledged.name(),
-            json!({
-                "_meta": { lifecycle::META_SUBSCRIPTION_ID: id.to_value() },
-                "notifications": honoured
-            }),
-        ))
-        .await;
+        let _registered = Registered(self, key);
+        reply
+            .notify(
+                Method::SubscriptionsAcknowledged,
+                json!({
+                    "_meta": { lifecycle::META_SUBSCRIPTION_ID: id.to_value() },
+                    "notifications": honoured
+                }),
+            )
+            .await;
         start.cancel();
         cancel.cancelled().await;
         // Not reached in practice: the task around us stops polling when
         // `cancel` fires and sends nothing for a cancelled request.
-        String::new()
+        Outgoing::error(
+            Some(id.clone()),
+            RpcError::new(code::INTERNAL_ERROR, "the listen stream ended"),
+        )
     }
 
     /// Ends every open listen stream: tells the client, then cancels the
     /// request (which sends no answer) and drops its watches.
     pub(super) async fn end_listens(&self) {
-        let ids: Vec<Id> = self
+        let open: Vec<Open> = self
             .listens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
-            .map(|(id, _)| id)
+            .map(|(_, open)| open)
             .collect();
-        for id in ids {
-            self.send(jsonrpc::notification(
-                Method::Cancelled.name(),
-                json!({ "requestId": id.to_value(), "reason": "the server is shutting down" }),
-            ))
-            .await;
-            self.cancel_inflight(&id);
+        for listen in open {
+            listen
+                .reply
+                .notify(
+                    Method::Cancelled,
+                    json!({ "requestId": listen.id.to_value(), "reason": "the server is shutting down" }),
+                )
+                .await;
+            listen.cancel.cancel();
         }
     }
 }

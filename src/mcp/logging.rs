@@ -6,8 +6,9 @@
 //! connection forwards what passes its level. Library users and in-process
 //! tests that do not install the layer simply get no log notifications.
 
+use super::message::Sink;
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
@@ -106,7 +107,7 @@ impl<S: tracing::Subscriber> Layer<S> for McpLogLayer {
 
 /// Forwards log events to one connection while it lives.
 pub fn forward(
-    out: mpsc::Sender<String>,
+    out: Sink,
     level: Arc<dyn Fn() -> u8 + Send + Sync>,
     stop: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -125,10 +126,7 @@ pub fn forward(
                         "data": ev.message,
                     });
                     // Never block the server on a slow client for a log line.
-                    let _ = out.try_send(crate::jsonrpc::notification(
-                        super::Method::LogMessage.name(),
-                        params,
-                    ));
+                    out.try_notify(super::Method::LogMessage, params);
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,

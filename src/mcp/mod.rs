@@ -1,11 +1,13 @@
-//! The MCP server over one byte stream: reads lines, answers requests
-//! concurrently (responses are matched by id, not by order), and shuts down
-//! cleanly when the input ends.
+//! The MCP core of one client connection: typed requests and notifications
+//! in, typed messages out through [`Sink`]s. It does no I/O; a transport
+//! (`crate::transport`) parses each message once and hands it over, and
+//! writes what comes back.
 //!
-//! One task reads, one task writes; every request runs in a task of its own,
-//! bounded by a semaphore, so a slow tool call never blocks `ping`. Lifecycle
-//! messages (`initialize`) are handled inline so that a request sent right
-//! after `initialize` already sees the initialized state.
+//! Requests run concurrently (answers are matched by id, not by order),
+//! every one in a task of its own, bounded by a semaphore, so a slow tool
+//! call never blocks `ping`. Lifecycle messages (`initialize`) are handled
+//! inline, in the caller's order, so that a request sent right after
+//! `initialize` already sees the initialized state.
 //!
 //! Two protocol eras share one connection: a request whose `_meta` names
 //! 2026-07-28 is served statelessly (no `initialize` needed, results carry
@@ -15,10 +17,11 @@
 //! - [`method`]: the one table of MCP methods and their facts; a method
 //!   string becomes a [`Method`] there and nowhere else.
 //! - `params.rs`: typed params, parsed once by each handler.
+//! - [`message`]: the typed messages the core sends, and the [`Sink`].
 //! - `lifecycle.rs`: [`era`] detection, `initialize`, `server/discover`,
 //!   `tools/list`, the stateless result shape.
-//! - this file: the read loop, admission (era and lifecycle checked against
-//!   the table), cancellation, the writer.
+//! - this file: [`Server`]: admission (era and lifecycle checked against
+//!   the table), tasks, cancellation, shutdown.
 //! - `dispatch.rs`: the one `match` that runs an admitted request.
 //! - `listen.rs`: `subscriptions/listen` streams.
 //! - [`resources`]: resources and completion; `prompts.rs`: prompts.
@@ -28,255 +31,247 @@ mod dispatch;
 mod lifecycle;
 mod listen;
 pub mod logging;
+pub mod message;
 pub mod method;
 mod params;
 mod prompts;
 pub mod resources;
 
 use crate::app::App;
-use crate::jsonrpc::{self, code, Id, Incoming, Line, LineReader, RpcError};
+use crate::jsonrpc::{code, Id, RpcError};
 use method::{Kind, RequestMethod};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-pub use lifecycle::{era, Cache, Era};
+pub use lifecycle::{era, requested_version, Cache, Era};
 pub use lifecycle::{
     LATEST_PROTOCOL_VERSION, META_PROTOCOL_VERSION, META_SUBSCRIPTION_ID,
     STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION,
 };
+pub use message::{Notification, Outgoing, Reply, Response, Sink};
 pub use method::Method;
+pub use params::Field;
 
-/// State of one client connection (one process for stdio).
+/// State of one client connection (one process for stdio, one session for HTTP).
 struct Conn {
     /// The shared runtime.
     app: Arc<App>,
-    /// Answers and notifications, serialized, to the writer task.
-    out: mpsc::Sender<String>,
+    /// Notifications that belong to no request's answer: progress, log
+    /// events, `resources/subscribe` updates.
+    notes: Sink,
     /// `initialize` was answered.
     initialized: AtomicBool,
     /// Negotiated protocol version.
     version: Mutex<Option<&'static str>>,
     /// Minimum level of `notifications/message` (index into logging::LEVELS).
     log_level: AtomicU8,
-    /// Cancellation tokens of requests in flight, by id.
+    /// Cancellation tokens of requests in flight, by id (requests whose
+    /// transport lets `notifications/cancelled` name them).
     inflight: Mutex<HashMap<Id, CancellationToken>>,
     /// Live resource subscriptions by URI (dropped on unsubscribe or shutdown).
     watches: Mutex<HashMap<String, resources::Watch>>,
-    /// Open 2026-07-28 `subscriptions/listen` streams by request id, with
-    /// their watches (dropped when the listen is cancelled or at shutdown).
-    listens: Mutex<HashMap<Id, Vec<resources::Watch>>>,
+    /// Open 2026-07-28 `subscriptions/listen` streams, by a number of their
+    /// own (ids from different HTTP clients may be equal).
+    listens: Mutex<HashMap<u64, listen::Open>>,
+    /// Numbers the open listen streams.
+    listen_keys: AtomicU64,
     /// Cancelled at shutdown: stops every request.
     stop: CancellationToken,
 }
 
-impl Conn {
-    async fn send(&self, line: String) {
-        let _ = self.out.send(line).await;
-    }
-
-    fn ok(&self, id: &Id, result: Value) -> String {
-        jsonrpc::response(id, result)
-    }
-
-    fn err(&self, id: Option<&Id>, code: i64, msg: impl Into<String>) -> String {
-        jsonrpc::error_response(id, &RpcError::new(code, msg))
-    }
+/// One request, parsed by the transport, with where its answer goes.
+#[derive(Debug)]
+pub struct Request {
+    /// Echoed in the answer.
+    pub id: Id,
+    /// The method as sent; the table decides what it is.
+    pub method: String,
+    /// `params`, if present.
+    pub params: Option<Value>,
+    /// Where the answer goes, and a `subscriptions/listen`'s notifications.
+    pub reply: Sink,
+    /// `None`: the id is registered for `notifications/cancelled` (ids are
+    /// then unique per connection, a duplicate in flight is refused).
+    /// `Some`: the transport cancels the request with this token itself
+    /// (a closed HTTP stream) and ids are its own to keep apart.
+    pub cancel: Option<CancellationToken>,
 }
 
-/// Serves MCP on `reader`/`writer` until the input ends or `shutdown` fires.
-/// Broker sessions are left to the caller (`App::shutdown`).
-pub async fn run<R, W>(
-    reader: R,
-    writer: W,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (out_tx, out_rx) = mpsc::channel::<String>(1024);
-    let writer_task = tokio::spawn(write_lines(writer, out_rx));
-    let conn = Arc::new(Conn {
-        app: app.clone(),
-        out: out_tx,
-        initialized: AtomicBool::new(false),
-        version: Mutex::new(None),
-        log_level: AtomicU8::new(logging::DEFAULT_LEVEL),
-        inflight: Mutex::new(HashMap::new()),
-        watches: Mutex::new(HashMap::new()),
-        listens: Mutex::new(HashMap::new()),
-        stop: CancellationToken::new(),
-    });
-    let log_task = if app.config.forward_logs {
-        logging::forward(
-            conn.out.clone(),
-            conn.clone_level_handle(),
-            conn.stop.clone(),
-        )
-    } else {
-        None
-    };
-    let permits = Arc::new(Semaphore::new(app.config.max_concurrent_requests.max(1)));
-    let mut lines = LineReader::new(
-        BufReader::with_capacity(64 * 1024, reader),
-        app.config.max_line_bytes,
-    );
-    let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        // Cancellation safety: `next_line` is not cancel safe, but when the
-        // shutdown branch wins we stop reading for good, so nothing is lost
-        // that would have been processed.
-        let line = tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            l = lines.next_line() => l,
+/// The MCP server of one connection.
+pub struct Server {
+    /// The connection's state, shared with its request tasks.
+    conn: Arc<Conn>,
+    /// Requests running as tasks (taken at shutdown).
+    tasks: Mutex<JoinSet<()>>,
+    /// Bounds the requests running at once.
+    permits: Arc<Semaphore>,
+    /// The log forwarder, when the configuration asks for one.
+    log_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Server {
+    /// A server for one connection; `notes` takes the notifications that
+    /// belong to no request's answer. Broker sessions are left to the
+    /// caller (`App::shutdown`).
+    pub fn new(app: Arc<App>, notes: Sink) -> Self {
+        let conn = Arc::new(Conn {
+            app: app.clone(),
+            notes,
+            initialized: AtomicBool::new(false),
+            version: Mutex::new(None),
+            log_level: AtomicU8::new(logging::DEFAULT_LEVEL),
+            inflight: Mutex::new(HashMap::new()),
+            watches: Mutex::new(HashMap::new()),
+            listens: Mutex::new(HashMap::new()),
+            listen_keys: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+        });
+        let log_task = if app.config.forward_logs {
+            logging::forward(
+                conn.notes.clone(),
+                conn.clone_level_handle(),
+                conn.stop.clone(),
+            )
+        } else {
+            None
         };
+        Server {
+            conn,
+            tasks: Mutex::new(JoinSet::new()),
+            permits: Arc::new(Semaphore::new(app.config.max_concurrent_requests.max(1))),
+            log_task: Mutex::new(log_task),
+        }
+    }
+
+    /// Takes one request: admits it (era, lifecycle), then answers it inline
+    /// or starts its task; returns once it is answered or started, so the
+    /// caller's order is the order of admission. After [`Server::shutdown`]
+    /// nothing is answered (the reply sink is dropped).
+    pub async fn request(&self, request: Request) {
+        let Request {
+            id,
+            method,
+            params,
+            reply,
+            cancel,
+        } = request;
+        if self.conn.stop.is_cancelled() {
+            return;
+        }
+        let method = RequestMethod::parse(&method);
+        let admitted =
+            era(method, params.as_ref()).and_then(|era| Ok((self.conn.admit(method, era)?, era)));
+        let (method, era) = match admitted {
+            Ok(admitted) => admitted,
+            Err(e) => return reply.send(Outgoing::error(Some(id), e)).await,
+        };
+        if method.facts().inline {
+            // Inline methods never wait, so there is nothing to cancel.
+            let answer = self
+                .conn
+                .handle(&id, method, params, era, CancellationToken::new(), &reply)
+                .await;
+            return reply.send(answer).await;
+        }
+        let token = self.conn.stop.child_token();
+        let registered = cancel.is_none();
+        if registered {
+            let duplicate = {
+                let mut inflight = self.conn.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                let dup = inflight.contains_key(&id);
+                if !dup {
+                    inflight.insert(id.clone(), token.clone());
+                }
+                dup
+            };
+            if duplicate {
+                let e = RpcError::new(
+                    code::INVALID_REQUEST,
+                    "Invalid Request: a request with this id is still in flight; use unique ids",
+                );
+                return reply.send(Outgoing::error(Some(id), e)).await;
+            }
+        }
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let external = cancel.unwrap_or_default();
+        let c = self.conn.clone();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         while tasks.try_join_next().is_some() {}
-        let line = match line {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!("reading input failed: {e}");
-                break;
+        tasks.spawn(async move {
+            let answer = tokio::select! {
+                _ = token.cancelled() => None,
+                _ = external.cancelled() => None,
+                a = c.handle(&id, method, params, era, token.clone(), &reply) => Some(a),
+            };
+            if registered {
+                c.inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
             }
-        };
-        let bytes = match line {
-            Line::TooLong { discarded } => {
-                conn.send(conn.err(None, code::INVALID_REQUEST, format!("Invalid Request: the line of {discarded} bytes exceeds the limit of {} bytes (--max-line-bytes); it was discarded", app.config.max_line_bytes))).await;
-                continue;
-            }
-            Line::Complete(b) => b,
-        };
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        match jsonrpc::classify(&bytes) {
-            Incoming::Invalid { id, error } => {
-                conn.send(jsonrpc::error_response(id.as_ref(), &error))
-                    .await
-            }
-            Incoming::Response => {}
-            Incoming::Notification { method, params } => conn.notification(&method, params),
-            Incoming::Request { id, method, params } => {
-                let method = RequestMethod::parse(&method);
-                let admitted = era(method, params.as_ref())
-                    .and_then(|era| Ok((conn.admit(method, era)?, era)));
-                let (method, era) = match admitted {
-                    Ok(admitted) => admitted,
-                    Err(e) => {
-                        conn.send(jsonrpc::error_response(Some(&id), &e)).await;
-                        continue;
-                    }
-                };
-                if method.facts().inline {
-                    // Inline methods never wait, so there is nothing to cancel.
-                    let answer = conn
-                        .handle(&id, method, params, era, CancellationToken::new())
-                        .await;
-                    conn.send(answer).await;
-                    continue;
+            if let Some(a) = answer {
+                if !token.is_cancelled() && !external.is_cancelled() {
+                    reply.send(a).await;
                 }
-                let token = conn.stop.child_token();
-                let duplicate = {
-                    let mut inflight = conn.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                    let dup = inflight.contains_key(&id);
-                    if !dup {
-                        inflight.insert(id.clone(), token.clone());
-                    }
-                    dup
-                };
-                if duplicate {
-                    conn.send(conn.err(Some(&id), code::INVALID_REQUEST, "Invalid Request: a request with this id is still in flight; use unique ids")).await;
-                    continue;
-                }
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let c = conn.clone();
-                tasks.spawn(async move {
-                    let answer = tokio::select! {
-                        _ = token.cancelled() => None,
-                        a = c.handle(&id, method, params, era, token.clone()) => Some(a),
-                    };
-                    c.inflight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    if let Some(a) = answer {
-                        if !token.is_cancelled() {
-                            c.send(a).await;
-                        }
-                    }
-                    drop(permit);
-                });
             }
-        }
+            drop(permit);
+        });
     }
-    // Input ended: the server tears its listen streams down (on stdio with
-    // `notifications/cancelled` naming the listen request), so they do not
-    // hold the grace period below.
-    conn.end_listens().await;
-    // Then give in-flight calls a short grace, and cancel them.
-    let grace = app.config.shutdown_grace;
-    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    conn.stop.cancel();
-    conn.watches
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
-    while tasks.join_next().await.is_some() {}
-    if let Some(t) = log_task {
-        t.abort();
-    }
-    drop(conn);
-    writer_task.await.map_err(std::io::Error::other)?
-}
 
-async fn write_lines<W: AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::Receiver<String>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(8192);
-    while let Some(line) = rx.recv().await {
-        buf.clear();
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
-        // Coalesce whatever is already queued into one write; after a large
-        // answer give the memory back instead of keeping it for good.
-        if buf.capacity() > 1 << 20 && buf.len() < 1 << 16 {
-            buf.shrink_to(1 << 16);
-        }
-        while buf.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok(l) => {
-                    buf.extend_from_slice(l.as_bytes());
-                    buf.push(b'\n');
+    /// Takes one notification. Notifications are never answered; unknown
+    /// ones (and the server's own, sent back) are ignored.
+    pub fn notification(&self, name: &str, params: Option<Value>) {
+        match Method::parse(name, Kind::Notification) {
+            Some(Method::Cancelled) => {
+                let Some(params::Cancelled { request_id }) = params::parse(params.as_ref()) else {
+                    return;
+                };
+                if self.conn.cancel_inflight(&request_id) {
+                    tracing::debug!("request {request_id:?} cancelled by the client");
                 }
-                Err(_) => break,
             }
-        }
-        if let Err(e) = async {
-            w.write_all(&buf).await?;
-            w.flush().await
-        }
-        .await
-        {
-            // The client went away; keep draining so senders never block.
-            tracing::debug!("output closed: {e}");
-            while rx.recv().await.is_some() {}
-            return Ok(());
+            Some(Method::Initialized) => {}
+            _ => tracing::debug!("ignoring notification {name}"),
         }
     }
-    let _ = w.shutdown().await;
-    Ok(())
+
+    /// Ends the connection: tears the listen streams down (telling their
+    /// clients), gives requests in flight a short grace, then cancels them
+    /// and drops every watch. Requests that come later are not answered.
+    pub async fn shutdown(&self) {
+        // Listen streams never end by themselves, so they must not hold the
+        // grace period below.
+        self.conn.end_listens().await;
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let grace = self.conn.app.config.shutdown_grace;
+        let _ =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        self.conn.stop.cancel();
+        self.conn
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        while tasks.join_next().await.is_some() {}
+        // Requests that raced the stop above are cancelled by it.
+        let mut late = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        while late.join_next().await.is_some() {}
+        if let Some(t) = self
+            .log_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
 }
 
 impl Conn {
@@ -291,23 +286,6 @@ impl Conn {
                 .map(|c| c.log_level.load(Ordering::Relaxed))
                 .unwrap_or(u8::MAX)
         })
-    }
-
-    /// Notifications are never answered; unknown ones (and the server's
-    /// own, sent back) are ignored.
-    fn notification(&self, name: &str, params: Option<Value>) {
-        match Method::parse(name, Kind::Notification) {
-            Some(Method::Cancelled) => {
-                let Some(params::Cancelled { request_id }) = params::parse(params.as_ref()) else {
-                    return;
-                };
-                if self.cancel_inflight(&request_id) {
-                    tracing::debug!("request {request_id:?} cancelled by the client");
-                }
-            }
-            Some(Method::Initialized) => {}
-            _ => tracing::debug!("ignoring notification {name}"),
-        }
     }
 
     /// Whether a request may run now: the method exists in `era` and, in

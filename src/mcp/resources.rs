@@ -8,6 +8,7 @@
 //! topic resource subscribes on the broker; updates are coalesced per
 //! resource to one notification per interval.
 
+use super::message::Sink;
 use super::method::Method;
 use super::params::{self, Field};
 use crate::app::App;
@@ -19,7 +20,6 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// `resources/read` of an unknown resource (handshake-era code).
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -304,17 +304,19 @@ impl Emit {
 
     fn params(&self, mut params: Value) -> Value {
         if let Some(id) = &self.subscription_id {
-            params["_meta"] = json!({ "io.modelcontextprotocol/subscriptionId": id });
+            params["_meta"] = json!({ super::META_SUBSCRIPTION_ID: id });
         }
         params
     }
 }
 
-/// `resources/subscribe`: topic resources (and the topics list) follow the broker.
+/// `resources/subscribe`: topic resources (and the topics list) follow the
+/// broker; the notifications go to `out` (the connection's, or a listen
+/// stream's own).
 pub async fn subscribe(
     app: &Arc<App>,
     uri: &str,
-    out: mpsc::Sender<String>,
+    out: Sink,
     interval: Duration,
     emit: Emit,
 ) -> Result<Watch, RpcError> {
@@ -372,10 +374,7 @@ pub async fn subscribe(
                 pending = false;
                 last_sent = Some(now);
                 if emit.updated {
-                    let _ = out.try_send(crate::jsonrpc::notification(
-                        Method::ResourceUpdated.name(),
-                        emit.params(json!({ "uri": uri })),
-                    ));
+                    out.try_notify(Method::ResourceUpdated, emit.params(json!({ "uri": uri })));
                 }
                 if emit.list_changed && (is_topics || uri != topics_uri) {
                     // New topics change the list (for a topic resource: its
@@ -383,10 +382,7 @@ pub async fn subscribe(
                     let n = conn.topic_count();
                     if n != known {
                         known = n;
-                        let _ = out.try_send(crate::jsonrpc::notification(
-                            Method::ResourceListChanged.name(),
-                            emit.params(json!({})),
-                        ));
+                        out.try_notify(Method::ResourceListChanged, emit.params(json!({})));
                     }
                 }
             }

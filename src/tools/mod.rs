@@ -111,27 +111,24 @@ pub struct ToolContext {
     pub tool: &'static str,
 }
 
-/// A request's progress token and the connection's outgoing channel.
+/// Where a call's progress goes when the request asked for it: the MCP
+/// core turns each report into `notifications/progress` for the request's
+/// token (tools know nothing of the wire).
 #[derive(Clone)]
-pub struct Progress {
-    /// The client's `_meta.progressToken`, echoed in every notification.
-    pub token: Value,
-    /// The connection's output queue.
-    pub out: tokio::sync::mpsc::Sender<String>,
+pub struct Progress(Arc<dyn Fn(f64, Option<f64>, &str) + Send + Sync>);
+
+impl Progress {
+    /// Progress delivered by `report(progress, total, message)`, which must not block.
+    pub fn new(report: impl Fn(f64, Option<f64>, &str) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(report))
+    }
 }
 
 impl ToolContext {
-    /// Sends `notifications/progress` if the client asked for it; never blocks.
+    /// Reports progress if the client asked for it; never blocks.
     pub fn report(&self, progress: f64, total: Option<f64>, message: &str) {
         if let Some(p) = &self.progress {
-            let mut params = serde_json::json!({"progressToken": p.token, "progress": progress, "message": message});
-            if let Some(t) = total {
-                params["total"] = Value::from(t);
-            }
-            let _ = p.out.try_send(crate::jsonrpc::notification(
-                "notifications/progress",
-                params,
-            ));
+            (p.0)(progress, total, message);
         }
     }
 }
@@ -176,34 +173,92 @@ impl From<crate::session::SessionError> for ToolError {
 }
 
 /// Validates, runs under the call's one deadline (see [`deadline`]), and shapes the `tools/call` result (success or `isError`).
-/// Returns the `tools/call` result object as JSON text: large results (10,000
-/// collected messages) are serialized once, never held as a JSON tree twice.
-pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> String {
+pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> ToolResult {
     if let Err(errs) = tool.validate(&args) {
-        return error_result(&ToolError::InvalidArguments(errs)).to_string();
+        return ToolResult::failure(&ToolError::InvalidArguments(errs));
     }
     match dispatch(ctx, tool.id, args).await {
-        Ok(structured) => {
-            let text = serde_json::to_string(&structured).unwrap_or_else(|_| "\"\"".into());
-            let mut out = String::with_capacity(text.len() + structured.len() + 96);
-            out.push_str(r#"{"content":[{"type":"text","text":"#);
-            out.push_str(&text);
-            drop(text);
-            out.push_str(r#"}],"structuredContent":"#);
-            out.push_str(&structured);
-            out.push_str(r#","isError":false}"#);
-            out
-        }
-        Err(e) => error_result(&e).to_string(),
+        Ok(structured) => ToolResult::success(structured),
+        Err(e) => ToolResult::failure(&e),
     }
 }
 
-/// An `isError` result carrying the error's message.
-pub fn error_result(e: &ToolError) -> Value {
-    serde_json::json!({
-        "content": [{ "type": "text", "text": e.to_string() }],
-        "isError": true
-    })
+/// A `tools/call` result. A tool's output is serialized once, by the
+/// generated `dispatch`, and kept as that text: it is written as
+/// `structuredContent` and, as a string, as the text content, without being
+/// parsed back or copied into a JSON tree (10,000 collected messages).
+#[derive(Debug)]
+pub struct ToolResult {
+    /// 2026-07-28: `resultType`, set by the MCP core.
+    result_type: Option<&'static str>,
+    /// 2026-07-28: the result's `_meta`, set by the MCP core.
+    meta: Option<Value>,
+    /// The output, or the failure's message (`isError: true`).
+    body: Result<Box<serde_json::value::RawValue>, String>,
+}
+
+impl ToolResult {
+    /// A successful call with its structured output.
+    pub fn success(structured: Box<serde_json::value::RawValue>) -> Self {
+        ToolResult {
+            result_type: None,
+            meta: None,
+            body: Ok(structured),
+        }
+    }
+
+    /// A failed call: an `isError` result carrying the error's message.
+    pub fn failure(e: &ToolError) -> Self {
+        ToolResult {
+            result_type: None,
+            meta: None,
+            body: Err(e.to_string()),
+        }
+    }
+
+    /// Whether the call failed (`isError`).
+    pub fn is_error(&self) -> bool {
+        self.body.is_err()
+    }
+
+    /// Adds the fields a protocol revision puts first in every result
+    /// (2026-07-28: `resultType` and `_meta`).
+    pub fn with_head(mut self, result_type: &'static str, meta: Value) -> Self {
+        self.result_type = Some(result_type);
+        self.meta = Some(meta);
+        self
+    }
+}
+
+/// `{"type":"text","text":...}`.
+#[derive(serde::Serialize)]
+struct TextContent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+impl serde::Serialize for ToolResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if let Some(t) = self.result_type {
+            m.serialize_entry("resultType", t)?;
+        }
+        if let Some(meta) = &self.meta {
+            m.serialize_entry("_meta", meta)?;
+        }
+        let text = match &self.body {
+            Ok(raw) => raw.get(),
+            Err(message) => message.as_str(),
+        };
+        m.serialize_entry("content", &[TextContent { kind: "text", text }])?;
+        if let Ok(raw) = &self.body {
+            m.serialize_entry("structuredContent", raw)?;
+        }
+        m.serialize_entry("isError", &self.body.is_err())?;
+        m.end()
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub async fn exchange(input: &[u8], config: ServerConfig) -> Vec<String> {
     let (client, server) = tokio::io::duplex(1 << 16);
     let (server_r, server_w) = tokio::io::split(server);
     let (client_r, mut client_w) = tokio::io::split(client);
-    let srv = tokio::spawn(mqtt_mcp::mcp::run(
+    let srv = tokio::spawn(mqtt_mcp::transport::stdio::run(
         server_r,
         server_w,
         app.clone(),
