@@ -337,6 +337,14 @@ impl App {
                 },
             )
             .map_err(OpenError::Session)?;
+        // Shut down while connecting (an HTTP session ended right after it
+        // began): `shutdown` has already closed every session it saw, so
+        // this one is closed here, before its pooled client id could be
+        // handed to a newer session while this connection still uses it.
+        if self.stop.is_cancelled() {
+            let _ = self.sessions.close(&s.id).await;
+            return Err(OpenError::Session(SessionError::ShuttingDown));
+        }
         tracing::info!(session = %s.id, "connected to {} with MQTT {}", s.broker_url, info.protocol.as_str());
         Ok((s, info))
     }

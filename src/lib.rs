@@ -6,18 +6,26 @@
 //! use broker connections. Each module, one idea:
 //!
 //! Transports and protocol
-//! - [`jsonrpc`]: JSON-RPC 2.0 framing, typed ids, error codes, the bounded line reader.
-//! - [`mcp`]: the MCP core over any byte stream (stdio in the binary).
+//! - [`transport`]: the transports side by side; each parses a message once
+//!   and talks to the core in typed messages.
+//!   - `stdio.rs`: newline-delimited JSON-RPC on stdin/stdout; the bounded line reader.
+//!   - `http/`: Streamable HTTP: one core per HTTP session, each POST answered
+//!     through its own reply slot; `checks.rs` (Origin, token, version),
+//!     `session.rs`, `post.rs`, `stateless.rs` (2026-07-28 without a
+//!     session), `sse.rs` (GET and listen streams), `limits.rs` (the session
+//!     cap, the header and body deadlines).
+//! - [`jsonrpc`]: JSON-RPC 2.0 on the wire: typed ids and errors, the one
+//!   parse of a message, the one writer of messages.
+//! - [`mcp`]: the MCP core: typed requests in, typed messages out, no I/O.
+//!   - `mod.rs`: the `Server`: admission, tasks, cancellation, shutdown.
+//!   - `message.rs`: the typed outgoing messages and the `Sink` they go through.
 //!   - `method.rs`: the one table of method names and what each method is.
 //!   - `params.rs`: typed params, parsed once per request.
-//!   - `lifecycle.rs`: `initialize`, version negotiation, capabilities, `tools/list`.
+//!   - `lifecycle.rs`: era detection, `initialize`, version negotiation, capabilities, `tools/list`.
 //!   - `dispatch.rs`: the one `match` that runs a request, and each era's finish.
 //!   - `listen.rs`: `subscriptions/listen` (2026-07-28).
 //!   - `resources.rs`: live topics as resources, and completion.
 //!   - `prompts.rs`: the prompts. `logging.rs`: `notifications/message`.
-//! - [`http`]: Streamable HTTP: one core per HTTP session over an in-memory
-//!   pipe, SSE, Origin and bearer-token checks; `http/limits.rs`: the
-//!   session cap that makes room, and the header and body deadlines.
 //!
 //! Tools and what they share
 //! - [`tools`]: the contract generated from `schema/` by `build.rs` (types,
@@ -58,7 +66,6 @@ pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod decoders;
-pub mod http;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod mqtt;

@@ -332,7 +332,7 @@ struct HttpSetup {
 /// Streamable HTTP: one embedded broker for the process, one `App` per HTTP
 /// session whose `default` session goes to it (or to --broker / the profile).
 async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
-    let cfg = mqtt_mcp::http::HttpConfig {
+    let cfg = mqtt_mcp::transport::http::HttpConfig {
         token: h.token,
         max_sessions: h.max_sessions,
         max_body_bytes: h.config.max_line_bytes,
@@ -362,7 +362,7 @@ async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("MCP Streamable HTTP listening on http://{local}/mcp");
     let (config, vault, profiles, audit_dest) = (h.config, h.vault, h.profiles, h.audit_dest);
-    let new_app: mqtt_mcp::http::AppFactory = std::sync::Arc::new(move || {
+    let new_app: mqtt_mcp::transport::http::AppFactory = std::sync::Arc::new(move || {
         let audit = mqtt_mcp::audit::Audit::open(audit_dest.as_deref()).unwrap_or_else(|e| {
             tracing::warn!("audit log unavailable for an HTTP session: {e}");
             mqtt_mcp::audit::Audit::off()
@@ -379,6 +379,6 @@ async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
         app.start_default(target.clone());
         app
     });
-    mqtt_mcp::http::serve(listener, cfg, new_app, shutdown_signal()).await?;
+    mqtt_mcp::transport::http::serve(listener, cfg, new_app, shutdown_signal()).await?;
     Ok(())
 }

@@ -55,6 +55,9 @@ pub enum SessionError {
     /// The cap is reached.
     #[error("the maximum of {0} open sessions is reached; close one with close_connection first")]
     Full(usize),
+    /// The runtime is shutting down: no new session is kept.
+    #[error("the server is shutting down; no new broker session is opened")]
+    ShuttingDown,
 }
 
 /// Tunables of the manager.

@@ -9,6 +9,7 @@ use super::method::{self, Method, RequestMethod};
 use super::params::{self, Field, Obj};
 use super::{logging, prompts, resources, Conn};
 use crate::jsonrpc::{code, Id, RpcError};
+use crate::sync::lock;
 use crate::tools::{self, ToolContext};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -87,7 +88,7 @@ impl Conn {
             ));
         }
         let (version, result) = lifecycle::initialize(params)?;
-        *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(version);
+        *lock(&self.version) = Some(version);
         self.initialized.store(true, Ordering::SeqCst);
         Ok(result)
     }
@@ -121,20 +122,14 @@ impl Conn {
             resources::Emit::handshake(),
         )
         .await?;
-        self.watches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uri, watch);
+        lock(&self.watches).insert(uri, watch);
         Ok(json!({}))
     }
 
     /// `resources/unsubscribe`: unknown URIs are not an error.
     fn unsubscribe(&self, params: Option<&Value>) -> Result<Value, RpcError> {
         let uri = resource_uri(params)?;
-        self.watches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&uri);
+        lock(&self.watches).remove(&uri);
         Ok(json!({}))
     }
 

@@ -8,6 +8,7 @@ use super::method::Method;
 use super::params::{self, Field, Obj};
 use super::{resources, Conn};
 use crate::jsonrpc::{code, Id, RpcError};
+use crate::sync::lock;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
@@ -121,19 +122,12 @@ impl Conn {
             cancel: cancel.clone(),
             _watches: watches,
         };
-        self.listens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, open);
+        lock(&self.listens).insert(key, open);
         // Removes the watches however this future ends (cancelled = dropped).
         struct Registered<'a>(&'a Conn, u64);
         impl Drop for Registered<'_> {
             fn drop(&mut self) {
-                self.0
-                    .listens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&self.1);
+                lock(&self.0.listens).remove(&self.1);
             }
         }
         let _registered = Registered(self, key);
@@ -159,13 +153,7 @@ impl Conn {
     /// Ends every open listen stream: tells the client, then cancels the
     /// request (which sends no answer) and drops its watches.
     pub(super) async fn end_listens(&self) {
-        let open: Vec<Open> = self
-            .listens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, open)| open)
-            .collect();
+        let open: Vec<Open> = lock(&self.listens).drain().map(|(_, open)| open).collect();
         for listen in open {
             listen
                 .reply

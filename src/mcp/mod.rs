@@ -39,6 +39,7 @@ pub mod resources;
 
 use crate::app::App;
 use crate::jsonrpc::{code, Id, RpcError};
+use crate::sync::lock;
 use method::{Kind, RequestMethod};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -182,7 +183,7 @@ impl Server {
         let registered = cancel.is_none();
         if registered {
             let duplicate = {
-                let mut inflight = self.conn.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                let mut inflight = lock(&self.conn.inflight);
                 let dup = inflight.contains_key(&id);
                 if !dup {
                     inflight.insert(id.clone(), token.clone());
@@ -202,7 +203,7 @@ impl Server {
         };
         let external = cancel.unwrap_or_default();
         let c = self.conn.clone();
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = lock(&self.tasks);
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let answer = tokio::select! {
@@ -211,10 +212,7 @@ impl Server {
                 a = c.handle(&id, method, params, era, token.clone(), &reply) => Some(a),
             };
             if registered {
-                c.inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                lock(&c.inflight).remove(&id);
             }
             if let Some(a) = answer {
                 if !token.is_cancelled() && !external.is_cancelled() {
@@ -249,26 +247,17 @@ impl Server {
         // Listen streams never end by themselves, so they must not hold the
         // grace period below.
         self.conn.end_listens().await;
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         let grace = self.conn.app.config.shutdown_grace;
         let _ =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         self.conn.stop.cancel();
-        self.conn
-            .watches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        lock(&self.conn.watches).clear();
         while tasks.join_next().await.is_some() {}
         // Requests that raced the stop above are cancelled by it.
-        let mut late = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut late = std::mem::take(&mut *lock(&self.tasks));
         while late.join_next().await.is_some() {}
-        if let Some(t) = self
-            .log_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(t) = lock(&self.log_task).take() {
             t.abort();
         }
     }
@@ -312,12 +301,7 @@ impl Conn {
     /// finished, or never existed). The token is cloned out so the lock is
     /// not held while cancellation wakes the task.
     fn cancel_inflight(&self, id: &Id) -> bool {
-        let token = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned();
+        let token = lock(&self.inflight).get(id).cloned();
         match token {
             Some(t) => {
                 t.cancel();

@@ -115,7 +115,10 @@ pub struct ToolContext {
 /// core turns each report into `notifications/progress` for the request's
 /// token (tools know nothing of the wire).
 #[derive(Clone)]
-pub struct Progress(Arc<dyn Fn(f64, Option<f64>, &str) + Send + Sync>);
+pub struct Progress(Arc<ReportFn>);
+
+/// `report(progress, total, message)`.
+type ReportFn = dyn Fn(f64, Option<f64>, &str) + Send + Sync;
 
 impl Progress {
     /// Progress delivered by `report(progress, total, message)`, which must not block.

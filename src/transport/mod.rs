@@ -5,5 +5,8 @@
 //!
 //! - [`stdio`]: newline-delimited JSON-RPC on a byte stream (the binary's
 //!   stdin and stdout).
+//! - [`http`]: Streamable HTTP: one core per HTTP session, SSE streams, the
+//!   stateless 2026-07-28 requests, the request checks and limits.
 
+pub mod http;
 pub mod stdio;

@@ -15,8 +15,11 @@
 //! - **The body deadline** ([`read_body`]): the whole body must arrive in
 //!   time; a slow one gets 408 with `Connection: close`.
 
-use super::{end_session, rpc_error, short_id, HttpConfig, McpSession, Shared};
+use super::checks::rpc_error;
+use super::session::McpSession;
+use super::{end_session, short_id, HttpConfig, Shared};
 use crate::jsonrpc::code;
+use crate::sync::lock;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -173,7 +176,7 @@ impl Drop for Opening {
 /// broker sessions close as with `DELETE`); 503 with `Retry-After` when
 /// every session is busy.
 pub(super) fn admit(shared: &Shared) -> Result<Opening, Response> {
-    let mut map = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(&shared.sessions);
     let cap = shared.cfg.max_sessions.max(1);
     while map.len() >= cap {
         let victim =
