@@ -21,20 +21,41 @@
 //!   dropped/lost counts;
 //! - the server's peak RSS (VmHWM) after each phase.
 //!
+//! The server process, its stdio client and Mosquitto are the tests' own
+//! (`tests/common/`: `stdio.rs`, `brokers.rs`); this file holds the settings,
+//! the results and the order of the phases; `mcp/phases.rs` the phases over
+//! MCP, `mcp/floor.rs` the bare rumqttc clients, `mcp/stats.rs` the
+//! statistics, `mcp/render.rs` the report.
+//!
 //! Only 127.0.0.1 and OS-chosen free ports are used.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "mcp/floor.rs"]
+mod floor;
+#[path = "mcp/phases.rs"]
+mod phases;
+#[path = "mcp/render.rs"]
+mod render;
 #[path = "report.rs"]
 mod report;
+#[path = "mcp/stats.rs"]
+mod stats;
 
+use common::brokers::Mosquitto;
+use common::stdio::Client;
+use floor::*;
+use phases::*;
+use render::*;
 use rumqttc::v5 as r5;
 use rumqttc::Outgoing;
 use serde_json::{json, Value};
+use stats::*;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -111,14 +132,62 @@ const LAT_PAYLOAD: &[u8] = br#"{"n":1}"#;
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 fn track(pid: u32) {
-    if let Ok(mut p) = PIDS.lock() {
-        p.push(pid);
-    }
+    PIDS.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
 }
 
 fn untrack(pid: u32) {
-    if let Ok(mut p) = PIDS.lock() {
-        p.retain(|x| *x != pid);
+    PIDS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|x| *x != pid);
+}
+
+/// Keeps a process on the watchdog's list while it lives.
+struct Tracked(u32);
+
+impl Tracked {
+    fn new(pid: u32) -> Tracked {
+        track(pid);
+        Tracked(pid)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        untrack(self.0);
+    }
+}
+
+/// The MCP client the phases drive (`tests/common/stdio.rs`), on the
+/// watchdog's list.
+struct Mcp {
+    client: Client,
+    /// After `client`, so the process is killed before it leaves the list.
+    _tracked: Tracked,
+}
+
+impl Mcp {
+    fn spawn(args: &[String]) -> Mcp {
+        let client = Client::spawn(args);
+        let _tracked = Tracked::new(client.pid());
+        Mcp { client, _tracked }
+    }
+
+    fn finish(self) {
+        let Mcp { client, _tracked } = self;
+        client.finish();
+    }
+}
+
+impl std::ops::Deref for Mcp {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Mcp {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
     }
 }
 
@@ -128,675 +197,12 @@ fn watchdog(limit: Duration) {
         eprintln!(
             "bench: watchdog: no result after {limit:?}; killing what I started and giving up"
         );
-        let pids: Vec<u32> = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+        let pids: Vec<u32> = PIDS.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for pid in pids {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         std::process::exit(2);
     });
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn two_free_ports() -> (u16, u16) {
-    let a = free_port();
-    let mut b = free_port();
-    while b == a {
-        b = free_port();
-    }
-    (a, b)
-}
-
-/// Peak resident set (VmHWM) of a process, in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-// ---------------------------------------------------------------------------
-// The MCP client: synchronous, on the bench's main thread, as a client would.
-
-struct Mcp {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: BufReader<ChildStdout>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    next_id: u64,
-    line: String,
-}
-
-impl Mcp {
-    fn spawn(args: &[String]) -> Mcp {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqtt-mcp"));
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("MQTT_MCP_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd.spawn().expect("spawn mqtt-mcp");
-        track(child.id());
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let log = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut l) = log.lock() {
-                    if l.len() < 1 << 20 {
-                        l.extend_from_slice(&buf[..n]);
-                    }
-                }
-            }
-        });
-        Mcp {
-            stdin: child.stdin.take(),
-            out: BufReader::with_capacity(1 << 16, child.stdout.take().unwrap()),
-            child,
-            stderr,
-            next_id: 1,
-            line: String::new(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn hwm_kib(&self) -> u64 {
-        vm_hwm_kib(self.pid())
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    fn fresh_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Writes one line (which must end in a newline) in a single write.
-    fn write_line(&mut self, line: &[u8]) {
-        self.stdin
-            .as_mut()
-            .expect("stdin open")
-            .write_all(line)
-            .expect("write to mqtt-mcp");
-    }
-
-    /// Reads lines until the answer with `id`; returns it and when its line was read.
-    fn read_answer(&mut self, id: u64) -> (Value, Instant) {
-        loop {
-            self.line.clear();
-            let n = self.out.read_line(&mut self.line).unwrap_or(0);
-            let at = Instant::now();
-            if n == 0 {
-                panic!(
-                    "mqtt-mcp closed stdout while we waited for id {id}; stderr:\n{}",
-                    self.stderr_text()
-                );
-            }
-            let v: Value = serde_json::from_str(self.line.trim_end())
-                .unwrap_or_else(|e| panic!("non-JSON line from mqtt-mcp ({e}): {}", self.line));
-            if v.get("method").is_none() && v.get("id").and_then(Value::as_u64) == Some(id) {
-                return (v, at);
-            }
-        }
-    }
-
-    fn request_line(id: u64, method: &str, params: &Value) -> Vec<u8> {
-        let mut l = serde_json::to_vec(
-            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
-        )
-        .unwrap();
-        l.push(b'\n');
-        l
-    }
-
-    fn call_line(id: u64, tool: &str, args: &Value) -> Vec<u8> {
-        Self::request_line(id, "tools/call", &json!({"name": tool, "arguments": args}))
-    }
-
-    fn init_line(id: u64) -> Vec<u8> {
-        Self::request_line(
-            id,
-            "initialize",
-            &json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}),
-        )
-    }
-
-    fn initialize(&mut self) {
-        let id = self.fresh_id();
-        let l = Self::init_line(id);
-        self.write_line(&l);
-        let (v, _) = self.read_answer(id);
-        assert!(v.get("result").is_some(), "initialize failed: {v}");
-        self.write_line(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
-    }
-
-    /// Takes the structuredContent out of a tools/call answer, or panics with the error.
-    fn structured(tool: &str, mut v: Value) -> Value {
-        let Some(res) = v.get_mut("result") else {
-            panic!("tools/call {tool} gave a JSON-RPC error: {v}");
-        };
-        if res.get("isError") == Some(&Value::Bool(true)) {
-            panic!("tool {tool} failed: {res}");
-        }
-        res.get_mut("structuredContent")
-            .map(Value::take)
-            .unwrap_or(Value::Null)
-    }
-
-    /// One tools/call; returns its structuredContent and the time from writing
-    /// the request line to reading the answer line.
-    fn call(&mut self, tool: &str, args: &Value) -> (Value, Duration) {
-        let id = self.fresh_id();
-        let line = Self::call_line(id, tool, args);
-        let t0 = Instant::now();
-        self.write_line(&line);
-        let (v, t1) = self.read_answer(id);
-        (Self::structured(tool, v), t1 - t0)
-    }
-
-    /// Waits until the default session is connected.
-    fn wait_default_connected(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (v, _) = self.call("list_active_connections", &json!({}));
-            let ok = v["sessions"].as_array().is_some_and(|s| {
-                s.iter()
-                    .any(|s| s["is_default"] == true && s["state"] == "connected")
-            });
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the default session did not connect: {v}; stderr:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Closes stdin and waits (briefly) for a clean exit; kills otherwise.
-    fn finish(mut self) {
-        self.stdin.take();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        untrack(self.child.id());
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Mosquitto on a free loopback port.
-
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    log: Arc<Mutex<Vec<u8>>>,
-    version: String,
-}
-
-fn find_mosquitto() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-}
-
-impl Mosquitto {
-    fn start() -> Option<Mosquitto> {
-        let bin = find_mosquitto()?;
-        let version = Command::new(&bin)
-            .arg("-h")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(|l| l.trim().to_string())
-            })
-            .unwrap_or_else(|| "mosquitto".into());
-        let dir = std::env::temp_dir().join(format!("mqtt-mcp-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        for _attempt in 0..5 {
-            let port = free_port();
-            let conf = dir.join("mosquitto.conf");
-            std::fs::write(
-                &conf,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-            )
-            .ok()?;
-            let mut child = Command::new(&bin)
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .ok()?;
-            track(child.id());
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let l2 = log.clone();
-            let mut err = child.stderr.take().unwrap();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut l) = l2.lock() {
-                        if l.len() < 1 << 20 {
-                            l.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                }
-            });
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Mosquitto {
-                        child,
-                        port,
-                        dir,
-                        log,
-                        version,
-                    });
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // lost the port race: try another
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            untrack(child.id());
-        }
-        None
-    }
-
-    /// Lines of its log that report dropped messages.
-    fn drop_notices(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.log.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains("dropped"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        untrack(self.child.id());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Bare rumqttc clients (the floor, and the burst publisher).
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn client_id(role: &str) -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("bench-{role}-{}-{n}", std::process::id())
-}
-
-/// Connects a bare MQTT 5 client (like the server's: TCP_NODELAY, 30 s keep-alive).
-async fn bare_connect(port: u16, role: &str) -> (r5::AsyncClient, r5::EventLoop) {
-    let mut o = r5::MqttOptions::new(client_id(role), "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(30))
-        .set_clean_start(true)
-        .set_max_packet_size(Some(1 << 20));
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    o.set_network_options(net);
-    let (c, mut el) = r5::AsyncClient::new(o, 4096);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
-            Ok(Ok(r5::Event::Incoming(Packet::ConnAck(_)))) => return (c, el),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("bare client cannot connect to 127.0.0.1:{port}: {e}"),
-            Err(_) => panic!("bare client: no CONNACK from 127.0.0.1:{port}"),
-        }
-        assert!(Instant::now() < deadline, "bare client: no CONNACK");
-    }
-}
-
-async fn bare_disconnect(c: &r5::AsyncClient, el: &mut r5::EventLoop) {
-    if c.try_disconnect().is_err() {
-        return;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        loop {
-            match el.poll().await {
-                Ok(r5::Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-}
-
-/// The floor's publish latency: QoS 0 from `try_publish` until rumqttc wrote
-/// and flushed the packet (its `Outgoing::Publish` event), QoS 1 until PUBACK.
-fn floor_publish_latency(port: u16, topic: &str, qos: u8, sizes: Sizes) -> Vec<Duration> {
-    runtime().block_on(async {
-        let (c, mut el) = bare_connect(port, "lat").await;
-        let q = if qos == 0 {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
-        let mut out = Vec::with_capacity(sizes.calls);
-        for i in 0..sizes.warmup + sizes.calls {
-            let t0 = Instant::now();
-            c.try_publish(topic, q, false, LAT_PAYLOAD.to_vec())
-                .expect("bare publish");
-            loop {
-                match el.poll().await.expect("bare event loop") {
-                    r5::Event::Outgoing(Outgoing::Publish(_)) if qos == 0 => break,
-                    r5::Event::Incoming(Packet::PubAck(_)) if qos == 1 => break,
-                    _ => {}
-                }
-            }
-            if i >= sizes.warmup {
-                out.push(t0.elapsed());
-            }
-        }
-        bare_disconnect(&c, &mut el).await;
-        out
-    })
-}
-
-/// What a burst publisher did.
-struct Burst {
-    start: Instant,
-    /// `start` on the wall clock, for comparison with another process.
-    start_wall: SystemTime,
-    end: Instant,
-    sent: usize,
-}
-
-impl Burst {
-    fn secs(&self) -> f64 {
-        (self.end - self.start).as_secs_f64()
-    }
-}
-
-/// Publishes `n` small QoS 0 messages to `topic` as fast as a bare rumqttc
-/// client can, on a thread of its own. Timing starts after CONNACK; it ends
-/// when the last PUBLISH was written.
-fn spawn_burst(port: u16, topic: String, n: usize) -> JoinHandle<Burst> {
-    std::thread::spawn(move || {
-        runtime().block_on(async move {
-            let (c, mut el) = bare_connect(port, "pub").await;
-            let start = Instant::now();
-            let start_wall = SystemTime::now();
-            let producer = {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    for i in 0..n {
-                        let payload = format!("{{\"n\":{i}}}").into_bytes();
-                        if c.publish(topic.as_str(), QoS::AtMostOnce, false, payload)
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                })
-            };
-            let mut sent = 0usize;
-            while sent < n {
-                match el.poll().await {
-                    Ok(r5::Event::Outgoing(Outgoing::Publish(_))) => sent += 1,
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("bench: burst publisher: {e}");
-                        break;
-                    }
-                }
-            }
-            let end = Instant::now();
-            let _ = producer.await;
-            bare_disconnect(&c, &mut el).await;
-            Burst {
-                start,
-                start_wall,
-                end,
-                sent,
-            }
-        })
-    })
-}
-
-/// What the bare subscriber took in.
-struct FloorCollect {
-    burst: Burst,
-    received: usize,
-    /// Arrival of the first and last message, ns since the epoch (the
-    /// subscriber is another process, so wall clock, not `Instant`).
-    first_ns: u128,
-    last_ns: u128,
-}
-
-fn epoch_ns(t: SystemTime) -> u128 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos()
-}
-
-/// The bare subscriber, run as a process of its own (this bench binary with
-/// `--floor-subscriber PORT TOPIC N`), like the server is one: prints `READY`
-/// after SUBACK, then `received first_ns last_ns` when done.
-fn floor_subscriber_main(port: u16, topic: &str, n: usize) {
-    let (received, first, last) = runtime().block_on(async move {
-        let (c, mut el) = bare_connect(port, "sub").await;
-        c.try_subscribe(topic, QoS::AtMostOnce)
-            .expect("bare subscribe");
-        loop {
-            if let r5::Event::Incoming(Packet::SubAck(_)) =
-                el.poll().await.expect("bare subscriber")
-            {
-                break;
-            }
-        }
-        println!("READY");
-        let _ = std::io::stdout().flush();
-        let (mut received, mut first, mut last) = (0usize, 0u128, 0u128);
-        while received < n {
-            match tokio::time::timeout(Duration::from_secs(3), el.poll()).await {
-                Ok(Ok(r5::Event::Incoming(Packet::Publish(_)))) => {
-                    let now = epoch_ns(SystemTime::now());
-                    if received == 0 {
-                        first = now;
-                    }
-                    last = now;
-                    received += 1;
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    eprintln!("bench: bare subscriber: {e}");
-                    break;
-                }
-                Err(_) => break, // 3 s without a message: the rest is lost
-            }
-        }
-        bare_disconnect(&c, &mut el).await;
-        (received, first, last)
-    });
-    println!("{received} {first} {last}");
-}
-
-/// The floor of collect: a bare subscriber (another process) takes in a burst.
-fn floor_collect(port: u16, topic: &str, n: usize) -> FloorCollect {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut child = Command::new(exe)
-        .args([
-            "--floor-subscriber".to_string(),
-            port.to_string(),
-            topic.to_string(),
-            n.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the floor subscriber");
-    track(child.id());
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("floor subscriber output");
-    assert_eq!(line.trim(), "READY", "floor subscriber did not start");
-    let burst = spawn_burst(port, topic.to_string(), n)
-        .join()
-        .expect("burst thread");
-    line.clear();
-    out.read_line(&mut line).expect("floor subscriber result");
-    let _ = child.wait();
-    untrack(child.id());
-    let f: Vec<u128> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    assert_eq!(f.len(), 3, "floor subscriber result: {line:?}");
-    FloorCollect {
-        burst,
-        received: f[0] as usize,
-        first_ns: f[1],
-        last_ns: f[2],
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Statistics and time helpers
-
-#[derive(Clone, Copy, Default)]
-struct Dist {
-    min: f64,
-    median: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-}
-
-/// Nearest-rank percentiles of durations, in milliseconds.
-fn dist(samples: &[Duration]) -> Dist {
-    dist_f64(samples.iter().map(|d| d.as_secs_f64() * 1e3).collect())
-}
-
-/// Nearest-rank percentiles (the median averages the middle two).
-fn dist_f64(mut v: Vec<f64>) -> Dist {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return Dist::default();
-    }
-    let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    let median = if v.len() % 2 == 0 {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    } else {
-        v[v.len() / 2]
-    };
-    Dist {
-        min: v[0],
-        median,
-        p95: rank(0.95),
-        p99: rank(0.99),
-        max: v[v.len() - 1],
-    }
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Milliseconds since the epoch of the server's `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let n = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
-    let days = days_from_civil(n(0, 4)?, n(5, 7)?, n(8, 10)?);
-    let secs = days * 86_400 + n(11, 13)? * 3600 + n(14, 16)? * 60 + n(17, 19)?;
-    let frac = s.get(20..s.len() - 1).unwrap_or("0");
-    let ms = format!("{frac:0<3}").get(..3)?.parse::<i64>().ok()?;
-    Some(secs * 1000 + ms)
-}
-
-fn utc_now() -> String {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem / 60) % 60
-    )
-}
-
-fn rate(n: usize, secs: f64) -> Option<f64> {
-    (secs > 0.0 && n > 1).then(|| (n - 1) as f64 / secs)
 }
 
 // ---------------------------------------------------------------------------
@@ -846,172 +252,6 @@ struct BrokerRun {
     /// Peak over the MCP phases (before the floor runs).
     mcp_peak_kib: u64,
     notes: Vec<String>,
-}
-
-// ---------------------------------------------------------------------------
-// Phases
-
-fn cold_start(label: &str, args: &[String], sizes: Sizes) -> Cold {
-    let once = || {
-        let line = Mcp::init_line(1);
-        let t0 = Instant::now();
-        let mut m = Mcp::spawn(args);
-        m.write_line(&line);
-        let (v, t1) = m.read_answer(1);
-        assert!(v.get("result").is_some(), "initialize failed: {v}");
-        let hwm = m.hwm_kib();
-        drop(m);
-        (t1 - t0, hwm)
-    };
-    once(); // warm-up: page cache, first-exec costs
-    let mut times = Vec::new();
-    let mut hwm = Vec::new();
-    for _ in 0..sizes.spawns {
-        let (d, h) = once();
-        times.push(d);
-        hwm.push(h as f64);
-    }
-    Cold {
-        label: label.into(),
-        dist: dist(&times),
-        hwm_kib: dist_f64(hwm),
-    }
-}
-
-fn latency_series(
-    m: &mut Mcp,
-    tool: &str,
-    args: &Value,
-    check: Option<&str>,
-    sizes: Sizes,
-) -> Dist {
-    let mut out = Vec::with_capacity(sizes.calls);
-    for i in 0..sizes.warmup + sizes.calls {
-        let (v, d) = m.call(tool, args);
-        if let Some(status) = check {
-            assert_eq!(v["status"], status, "{tool}: unexpected result {v}");
-        }
-        if i >= sizes.warmup {
-            out.push(d);
-        }
-    }
-    dist(&out)
-}
-
-fn mcp_collect(m: &mut Mcp, port: u16, topic: &str, sizes: Sizes) -> CollectRow {
-    let n = sizes.burst;
-    let window = sizes.collect_window_ms;
-    let id = m.fresh_id();
-    let line = Mcp::call_line(
-        id,
-        "subscribe_and_collect",
-        &json!({"filter": topic, "max_messages": 10_000, "duration_ms": window}),
-    );
-    let t0 = Instant::now();
-    m.write_line(&line);
-    // The call answers only at the end of its window; give it time to SUBACK.
-    std::thread::sleep(Duration::from_millis(400));
-    let burst = spawn_burst(port, topic.to_string(), n)
-        .join()
-        .expect("burst thread");
-    let (v, _) = m.read_answer(id);
-    let r = Mcp::structured("subscribe_and_collect", v);
-    let stats = &r["stats"];
-    let received = stats["received"].as_u64().unwrap_or(0) as usize;
-    let dropped = stats["dropped"].as_u64().unwrap_or(0);
-    let msgs = r["messages"].as_array().cloned().unwrap_or_default();
-    let ts = |m: Option<&Value>| {
-        m.and_then(|m| m["received_at"].as_str())
-            .and_then(parse_rfc3339_ms)
-    };
-    let span_ms = match (ts(msgs.first()), ts(msgs.last())) {
-        (Some(a), Some(b)) => Some((b - a) as f64),
-        _ => None,
-    };
-    let mut note = format!(
-        "returned {} (sampled: {}), stopped_by {}",
-        stats["returned"], stats["sampled"], stats["stopped_by"]
-    );
-    let covered = burst.end + Duration::from_millis(500) < t0 + Duration::from_millis(window);
-    if !covered {
-        note.push_str("; WARNING: the burst did not end 0.5 s before the window closed");
-    }
-    CollectRow {
-        path: COLLECT_PATH,
-        rep: 0,
-        published: burst.sent,
-        publish_secs: burst.secs(),
-        received,
-        server_counted: Some(dropped),
-        intake_rate: span_ms.and_then(|s| rate(received, s / 1e3)),
-        end_to_end_rate: None,
-        note,
-    }
-}
-
-fn mcp_background(m: &mut Mcp, port: u16, topic: &str, sizes: Sizes) -> CollectRow {
-    let n = sizes.burst;
-    let (sub, _) = m.call(
-        "subscribe",
-        &json!({"filter": topic, "buffer_messages": 100_000, "buffer_bytes": 67_108_864}),
-    );
-    let sub_id = sub["subscription_id"]
-        .as_str()
-        .expect("subscription_id")
-        .to_string();
-    let publisher = spawn_burst(port, topic.to_string(), n);
-    let (mut cursor, mut read, mut lost, mut reads) = (0u64, 0usize, 0u64, 0usize);
-    let (mut first_ms, mut last_ms, mut last_read) = (None, None, None);
-    let mut idle = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (r, _) = m.call(
-            "read_messages",
-            &json!({"subscription_id": sub_id, "since": cursor, "limit": 1000, "wait_ms": 250}),
-        );
-        reads += 1;
-        let msgs = r["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        lost += r["lost"].as_u64().unwrap_or(0);
-        cursor = r["next_cursor"].as_u64().unwrap_or(cursor);
-        if msgs.is_empty() {
-            idle += 1;
-        } else {
-            idle = 0;
-            read += msgs.len();
-            last_read = Some(Instant::now());
-            let ts = |m: &Value| m["received_at"].as_str().and_then(parse_rfc3339_ms);
-            if first_ms.is_none() {
-                first_ms = ts(&msgs[0]);
-            }
-            last_ms = ts(&msgs[msgs.len() - 1]);
-        }
-        if read as u64 + lost >= n as u64
-            || (publisher.is_finished() && idle >= 8)
-            || Instant::now() > deadline
-        {
-            break;
-        }
-    }
-    let burst = publisher.join().expect("burst thread");
-    let (u, _) = m.call("unsubscribe", &json!({"subscription_id": sub_id}));
-    let span = match (first_ms, last_ms) {
-        (Some(a), Some(b)) => Some((b - a) as f64 / 1e3),
-        _ => None,
-    };
-    CollectRow {
-        path: BACKGROUND_PATH,
-        rep: 0,
-        published: burst.sent,
-        publish_secs: burst.secs(),
-        received: read,
-        server_counted: Some(lost),
-        intake_rate: span.and_then(|s| rate(read, s)),
-        end_to_end_rate: last_read.and_then(|t| rate(read, (t - burst.start).as_secs_f64())),
-        note: format!(
-            "{reads} read_messages calls (limit 1000, wait_ms 250); server total_received {}",
-            u["total_received"]
-        ),
-    }
 }
 
 fn run_broker(name: &str, args: Vec<String>, port: u16, external: bool, sizes: Sizes) -> BrokerRun {
@@ -1144,488 +384,6 @@ fn run_broker(name: &str, args: Vec<String>, port: u16, external: bool, sizes: S
 }
 
 // ---------------------------------------------------------------------------
-// Report
-
-fn sh(cmd: &str, args: &[&str]) -> Option<String> {
-    let o = Command::new(cmd).args(args).output().ok()?;
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
-/// The 1/5/15-minute load averages.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn machine() -> Vec<(String, String)> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.get().to_string())
-        .unwrap_or_else(|_| "?".into());
-    let kernel = sh("uname", &["-srm"]).unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    });
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<u64>().ok())
-        .map(|k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0))
-        .unwrap_or_else(|| "?".into());
-    let rustc = sh("rustc", &["--version"]).unwrap_or_else(|| "unknown".into());
-    let commit = sh(
-        "git",
-        &[
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "describe",
-            "--always",
-            "--dirty",
-        ],
-    )
-    .unwrap_or_else(|| "unknown".into());
-    vec![
-        ("CPU".into(), format!("{model} (nproc {nproc})")),
-        ("memory".into(), mem),
-        ("kernel".into(), kernel),
-        ("rustc".into(), rustc),
-        ("source".into(), format!("git {commit}")),
-    ]
-}
-
-fn ms(x: f64) -> String {
-    if x >= 100.0 {
-        format!("{x:.0}")
-    } else if x >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.3}")
-    }
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn msgs_per_s(r: Option<f64>) -> String {
-    match r {
-        Some(r) => format!("{:.0}", r),
-        None => "—".into(),
-    }
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "**met**"
-    } else {
-        "**not met**"
-    }
-}
-
-/// One collect path over its repetitions.
-struct Summary {
-    path: &'static str,
-    runs: usize,
-    intake: Option<f64>,
-    intake_min: Option<f64>,
-    intake_max: Option<f64>,
-    end_to_end: Option<f64>,
-    published: usize,
-    received: usize,
-    counted: u64,
-    uncounted: i64,
-}
-
-fn median_of(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (!v.is_empty()).then(|| v[v.len() / 2])
-}
-
-fn summaries(run: &BrokerRun) -> Vec<Summary> {
-    let mut out = Vec::new();
-    for path in [COLLECT_PATH, BACKGROUND_PATH, FLOOR_PATH] {
-        let rows: Vec<&CollectRow> = run.collect.iter().filter(|c| c.path == path).collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let intakes: Vec<f64> = rows.iter().filter_map(|c| c.intake_rate).collect();
-        out.push(Summary {
-            path,
-            runs: rows.len(),
-            intake: median_of(intakes.clone()),
-            intake_min: intakes.iter().copied().reduce(f64::min),
-            intake_max: intakes.iter().copied().reduce(f64::max),
-            end_to_end: median_of(rows.iter().filter_map(|c| c.end_to_end_rate).collect()),
-            published: rows.iter().map(|c| c.published).sum(),
-            received: rows.iter().map(|c| c.received).sum(),
-            counted: rows.iter().filter_map(|c| c.server_counted).sum(),
-            uncounted: rows.iter().map(|c| c.uncounted()).sum(),
-        });
-    }
-    out
-}
-
-struct Results {
-    load_start: String,
-    load_end: String,
-    sizes: Sizes,
-    quick: bool,
-    machine: Vec<(String, String)>,
-    date: String,
-    mosquitto: Option<String>,
-    cold: Vec<Cold>,
-    runs: Vec<BrokerRun>,
-    notes: Vec<String>,
-    wall: Duration,
-}
-
-fn render(r: &Results) -> String {
-    let mut s = String::new();
-    let w = &mut s;
-    let _ = writeln!(w, "# Benchmarks\n");
-    let _ = writeln!(
-        w,
-        "Generated by `cargo bench --bench mcp -- --write` (source: `benches/mcp.rs`) on {}; the run took {:.0} s.",
-        r.date,
-        r.wall.as_secs_f64()
-    );
-    if r.quick {
-        let _ = writeln!(
-            w,
-            "\n**QUICK MODE: reduced iteration counts; not for the record.**"
-        );
-    }
-    let _ = writeln!(w, "\n## Machine\n");
-    for (k, v) in &r.machine {
-        let _ = writeln!(w, "- {k}: {v}");
-    }
-    let _ = writeln!(
-        w,
-        "- brokers: the embedded rumqttd (in the server process; the default session speaks MQTT 5 to its v5 listener){}",
-        match &r.mosquitto {
-            Some(v) => format!("; {v} (`listener PORT 127.0.0.1`, `allow_anonymous true`, `persistence false`), server started with `--broker mqtt://127.0.0.1:PORT`"),
-            None => "; Mosquitto: **not installed, skipped**".into(),
-        }
-    );
-    let _ = writeln!(
-        w,
-        "- load average (1/5/15 min) at start: {}; at end: {} (other processes on the machine share its cores)",
-        r.load_start, r.load_end
-    );
-    let _ = writeln!(
-        w,
-        "- binary: `mqtt-mcp` built by `cargo bench` (bench profile = release settings: opt-level 3, thin LTO, 4 codegen units)"
-    );
-
-    // Targets.
-    let mut targets: Vec<(String, String, bool)> = Vec::new();
-    for c in &r.cold {
-        targets.push((
-            format!(
-                "cold start to `initialize` answer ≤ {TARGET_COLD_MS} ms median — {}",
-                c.label
-            ),
-            format!("{} ms", ms(c.dist.median)),
-            c.dist.median <= TARGET_COLD_MS,
-        ));
-    }
-    for run in &r.runs {
-        if let Some(row) = run.lat.iter().find(|l| l.call == "publish_message QoS 1") {
-            targets.push((
-                format!(
-                    "`publish_message` QoS 1 ≤ {TARGET_PUB_Q1_MS} ms median — {}",
-                    run.name
-                ),
-                format!("{} ms", ms(row.mcp.median)),
-                row.mcp.median <= TARGET_PUB_Q1_MS,
-            ));
-        }
-    }
-    for run in &r.runs {
-        let (limit, what) = if run.external {
-            (TARGET_RSS_EXTERNAL_KIB, "an external broker")
-        } else {
-            (TARGET_RSS_EMBEDDED_KIB, "the embedded broker")
-        };
-        let idle = run.rss.first().map(|x| x.1).unwrap_or(0);
-        targets.push((
-            format!(
-                "peak RSS ≤ {} with {what} ({}) — idle: after `initialize`, default session connected",
-                mib(limit),
-                run.name
-            ),
-            mib(idle),
-            idle <= limit,
-        ));
-        let small = run
-            .rss
-            .iter()
-            .take_while(|(phase, _)| !phase.contains("subscribe"))
-            .map(|x| x.1)
-            .max()
-            .unwrap_or(0);
-        targets.push((
-            format!(
-                "peak RSS ≤ {} with {what} ({}) — after the {} latency calls (no collect yet)",
-                mib(limit),
-                run.name,
-                3 * (r.sizes.warmup + r.sizes.calls)
-            ),
-            mib(small),
-            small <= limit,
-        ));
-        targets.push((
-            format!(
-                "peak RSS ≤ {} with {what} ({}) — peak over all MCP phases ({} × {} collected messages)",
-                mib(limit),
-                run.name,
-                2 * r.sizes.reps,
-                r.sizes.burst
-            ),
-            mib(run.mcp_peak_kib),
-            run.mcp_peak_kib <= limit,
-        ));
-    }
-    for run in &r.runs {
-        for c in summaries(run).iter().filter(|c| c.path != FLOOR_PATH) {
-            let rate_ok = c.intake.is_some_and(|x| x >= TARGET_COLLECT_RATE);
-            targets.push((
-                format!(
-                    "collect ≥ 100,000 msg/s, every loss counted — {}, {}",
-                    run.name, c.path
-                ),
-                format!(
-                    "{} msg/s (median of {}); server-counted drops {} of {}; uncounted loss {}",
-                    msgs_per_s(c.intake),
-                    c.runs,
-                    c.counted,
-                    c.published,
-                    c.uncounted
-                ),
-                rate_ok && c.uncounted == 0,
-            ));
-        }
-    }
-    let _ = writeln!(w, "\n## Targets\n");
-    let met = targets.iter().filter(|t| t.2).count();
-    let _ = writeln!(
-        w,
-        "{met} of {} checks met.{}\n",
-        targets.len(),
-        if r.mosquitto.is_none() {
-            " Mosquitto is not installed: nothing was measured with an external broker."
-        } else {
-            ""
-        }
-    );
-    let _ = writeln!(w, "| target | measured | verdict |\n|---|---|---|");
-    for (what, measured, ok) in &targets {
-        let _ = writeln!(w, "| {what} | {measured} | {} |", yes(*ok));
-    }
-    let missed: Vec<&str> = targets
-        .iter()
-        .filter(|t| !t.2)
-        .map(|t| t.0.as_str())
-        .collect();
-    if missed.is_empty() {
-        let _ = writeln!(w, "\nEvery target is met.");
-    } else {
-        let _ = writeln!(w, "\nNot met:\n");
-        for m in missed {
-            let _ = writeln!(w, "- {m}");
-        }
-    }
-
-    // Cold start.
-    let _ = writeln!(
-        w,
-        "\n## Cold start\n\nSpawn to reading the `initialize` answer line ({} spawns per configuration after one discarded warm-up spawn; `initialize` written right after spawn).\n",
-        r.sizes.spawns
-    );
-    let _ = writeln!(
-        w,
-        "| configuration | median ms | min ms | max ms | VmHWM at answer (median) |\n|---|---|---|---|---|"
-    );
-    for c in &r.cold {
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} |",
-            c.label,
-            ms(c.dist.median),
-            ms(c.dist.min),
-            ms(c.dist.max),
-            mib(c.hwm_kib.median as u64)
-        );
-    }
-
-    // Latency.
-    let _ = writeln!(
-        w,
-        "\n## `tools/call` latency\n\nRequest line written to answer line read, {} calls each after {} warm-up calls, one at a time. Floor: a bare rumqttc MQTT 5 client on the same broker — QoS 0: `try_publish` until rumqttc has written and flushed the PUBLISH; QoS 1: until the PUBACK arrives.\n",
-        r.sizes.calls, r.sizes.warmup
-    );
-    let _ = writeln!(
-        w,
-        "| broker | call | median ms | p95 ms | p99 ms | max ms | floor median ms | floor p99 ms | MCP/floor (median) |\n|---|---|---|---|---|---|---|---|---|"
-    );
-    for run in &r.runs {
-        for l in &run.lat {
-            let (fm, fp, ratio) = match l.floor {
-                Some(f) => (
-                    ms(f.median),
-                    ms(f.p99),
-                    format!("{:.1}×", l.mcp.median / f.median.max(1e-9)),
-                ),
-                None => ("—".into(), "—".into(), "—".into()),
-            };
-            let _ = writeln!(
-                w,
-                "| {} | `{}` | {} | {} | {} | {} | {fm} | {fp} | {ratio} |",
-                run.name,
-                l.call,
-                ms(l.mcp.median),
-                ms(l.mcp.p95),
-                ms(l.mcp.p99),
-                ms(l.mcp.max)
-            );
-        }
-    }
-
-    // Collect.
-    let _ = writeln!(
-        w,
-        "\n## Collect throughput\n\nA separate bare rumqttc client publishes {} small QoS 0 messages (`{{\"n\":i}}`, one topic) as fast as it can, while the server takes them in: `subscribe_and_collect` (max_messages 10000, duration_ms {}, burst starts 0.4 s after the call), or `subscribe` (buffer_messages 100000, buffer_bytes 64 MiB) read with `read_messages` (limit 1000) while the burst runs. The floor is a bare rumqttc MQTT 5 subscriber on the same broker, in a process of its own (this bench binary, re-executed) as the server is. The publisher runs in the bench process; on a 2-core machine, publisher, broker and subscriber compete for the same cores, so rates vary from run to run: each path runs {} times, interleaved (collect, background, collect, ...; the floor after the MCP runs), each path on one topic of its own for all its runs.\n",
-        r.sizes.burst, r.sizes.collect_window_ms, r.sizes.reps
-    );
-    let _ = writeln!(
-        w,
-        "- *intake msg/s*: (received − 1) / (last − first arrival); for MCP from the server's `received_at` stamps (ms resolution), for the floor from the subscriber's wall clock (ns).\n- *end-to-end msg/s*: received / (burst start → last message in the client's hands; for `read_messages` that is the answer line that carried it).\n- *server-counted*: `stats.dropped` of `subscribe_and_collect`, or the sum of `lost` over all `read_messages`.\n- *uncounted loss*: published − received − server-counted: lost where the server could not see it — in the broker (rumqttd drops log segments that a lagging subscriber has not read yet, without telling it; Mosquitto drops when its queue for a client is full and logs it), or still in flight when the window closed. The floor's loss is always uncounted: a loss there is the broker's.\n"
-    );
-    let _ = writeln!(
-        w,
-        "Summary ({} runs of each path; median by intake rate):\n",
-        r.sizes.reps
-    );
-    let _ = writeln!(
-        w,
-        "| broker | path | intake msg/s, median (min–max) | end-to-end msg/s, median | received / published | server-counted | uncounted loss | MCP/floor (median intake) |\n|---|---|---|---|---|---|---|---|"
-    );
-    for run in &r.runs {
-        let sums = summaries(run);
-        let floor = sums
-            .iter()
-            .find(|c| c.path == FLOOR_PATH)
-            .and_then(|c| c.intake);
-        for c in &sums {
-            let ratio = match (c.path != FLOOR_PATH, c.intake, floor) {
-                (true, Some(a), Some(b)) => format!("{:.2}", a / b),
-                _ => "—".into(),
-            };
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} ({}–{}) | {} | {} / {} | {} | {} | {ratio} |",
-                run.name,
-                c.path,
-                msgs_per_s(c.intake),
-                msgs_per_s(c.intake_min),
-                msgs_per_s(c.intake_max),
-                msgs_per_s(c.end_to_end),
-                c.received,
-                c.published,
-                if c.path == FLOOR_PATH {
-                    "—".to_string()
-                } else {
-                    c.counted.to_string()
-                },
-                c.uncounted
-            );
-        }
-    }
-    let _ = writeln!(w, "\nEvery run:\n");
-    let _ = writeln!(
-        w,
-        "| broker | path | run | published | publish s | received | server-counted | uncounted loss | intake msg/s | end-to-end msg/s | notes |\n|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for run in &r.runs {
-        for c in &run.collect {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} |",
-                run.name,
-                c.path,
-                c.rep,
-                c.published,
-                c.publish_secs,
-                c.received,
-                c.server_counted
-                    .map(|x| x.to_string())
-                    .unwrap_or("—".into()),
-                c.uncounted(),
-                msgs_per_s(c.intake_rate),
-                msgs_per_s(c.end_to_end_rate),
-                c.note
-            );
-        }
-    }
-
-    // RSS.
-    let _ = writeln!(
-        w,
-        "\n## Server peak RSS\n\nVmHWM of the server process (`/proc/PID/status`) after each phase, in order; it only grows. With the embedded broker, the broker's memory is part of the server process.\n"
-    );
-    let _ = writeln!(w, "| broker | after phase | VmHWM |\n|---|---|---|");
-    for run in &r.runs {
-        for (phase, kib) in &run.rss {
-            let _ = writeln!(w, "| {} | {phase} | {} ({kib} KiB) |", run.name, mib(*kib));
-        }
-    }
-
-    let mut auto_notes = Vec::new();
-    for run in &r.runs {
-        let lost: i64 = run
-            .collect
-            .iter()
-            .filter(|c| c.path == FLOOR_PATH)
-            .map(|c| c.uncounted())
-            .sum();
-        if lost > 0 {
-            auto_notes.push(format!(
-                "{}: the bare subscriber (floor) lost {lost} messages too, so that much loss happens in the broker, before any client sees it.",
-                run.name
-            ));
-        }
-    }
-    let notes: Vec<&String> = auto_notes
-        .iter()
-        .chain(r.notes.iter())
-        .chain(r.runs.iter().flat_map(|x| x.notes.iter()))
-        .collect();
-    if !notes.is_empty() {
-        let _ = writeln!(w, "\n## Notes\n");
-        for n in notes {
-            let _ = writeln!(w, "- {n}");
-        }
-    }
-    s
-}
-
-// ---------------------------------------------------------------------------
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -1646,7 +404,8 @@ fn main() {
     let load_start = loadavg();
     let s = |x: &str| x.to_string();
 
-    let mosq = Mosquitto::start();
+    let mosq = Mosquitto::start("bench");
+    let _mosq_tracked = mosq.as_ref().and_then(Mosquitto::pid).map(Tracked::new);
     let mut notes = Vec::new();
     if mosq.is_none() {
         let n = "mosquitto not found (PATH, /usr/sbin): the Mosquitto part is skipped";
@@ -1676,7 +435,7 @@ fn main() {
     }
 
     let mut runs = Vec::new();
-    let (v4, v5) = two_free_ports();
+    let (v4, v5) = common::free_port_pair();
     runs.push(run_broker(
         "embedded rumqttd",
         vec![
@@ -1702,7 +461,8 @@ fn main() {
             true,
             sizes,
         );
-        for l in mq.drop_notices().into_iter().take(5) {
+        let log = mq.log();
+        for l in log.lines().filter(|l| l.contains("dropped")).take(5) {
             run.notes.push(format!("mosquitto log: `{l}`"));
         }
         runs.push(run);
@@ -1714,8 +474,8 @@ fn main() {
         sizes,
         quick,
         machine: machine(),
-        date: utc_now(),
-        mosquitto: mosq.as_ref().map(|m| m.version.clone()),
+        date: report::utc_now(),
+        mosquitto: mosq.as_ref().map(Mosquitto::version),
         cold,
         runs,
         notes,

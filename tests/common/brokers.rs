@@ -73,6 +73,18 @@ fn wait_ready(child: &mut Child, log: &Path, marker: &str, ports: &[u16]) -> boo
     false
 }
 
+/// Tries `launch` for about 5 s: a restarted broker's ports may still be
+/// held for a moment by the process it replaces.
+fn relaunch(mut launch: impl FnMut() -> bool) -> bool {
+    for _ in 0..50 {
+        if launch() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 fn stop_child(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
@@ -191,6 +203,26 @@ impl Mosquitto {
         wait_ready(child, &log, " running", &[self.port])
     }
 
+    /// The running process's id, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The first line of `mosquitto -h` ("mosquitto version 2.0.x").
+    pub fn version(&self) -> String {
+        Command::new(&self.binary)
+            .arg("-h")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+            })
+            .unwrap_or_else(|| "mosquitto".into())
+    }
+
     /// `mqtt://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
@@ -204,14 +236,9 @@ impl Mosquitto {
 
     /// Starts it again on the same port (after [`Mosquitto::stop`] or while running).
     pub fn restart(&mut self) {
-        for _ in 0..50 {
-            if self.launch() {
-                return;
-            }
-            // The port may still be held for a moment by the old process.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
+        let ok = relaunch(|| self.launch());
+        assert!(
+            ok,
             "mosquitto did not restart on port {}; log:\n{}",
             self.port,
             self.log()
@@ -306,16 +333,11 @@ impl BrokerProcess {
 
     /// Starts it again on the same ports.
     pub fn restart(&mut self) {
-        for _ in 0..50 {
-            if self.launch() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "mqtt-mcp broker did not restart on ports {}/{}; log:\n{}",
-            self.v4_port,
-            self.v5_port,
+        let ok = relaunch(|| self.launch());
+        let ports = format!("{}/{}", self.v4_port, self.v5_port);
+        assert!(
+            ok,
+            "mqtt-mcp broker did not restart on ports {ports}; log:\n{}",
             self.log()
         );
     }

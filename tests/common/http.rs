@@ -34,6 +34,7 @@ impl Resp {
     }
 }
 
+/// Writes a request that closes the connection after its answer.
 pub fn write_request(
     s: &mut TcpStream,
     port: u16,
@@ -41,8 +42,20 @@ pub fn write_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) {
+    write_request_on(s, port, method, headers, body, "close");
+}
+
+/// Writes a request with `Connection: <connection>` (`close`, `keep-alive`).
+pub fn write_request_on(
+    s: &mut TcpStream,
+    port: u16,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    connection: &str,
+) {
     let mut head =
-        format!("{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+        format!("{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: {connection}\r\n");
     let mut has_length = false;
     for (k, v) in headers {
         has_length |= k.eq_ignore_ascii_case("content-length");
@@ -115,6 +128,43 @@ pub fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &[u8]) -> R
         status,
         headers,
         body,
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection carrying request after request, each
+/// answered with a `Content-Length` body (JSON, not SSE).
+pub struct KeepAlive {
+    port: u16,
+    r: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn open(port: u16) -> KeepAlive {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).ok();
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        KeepAlive {
+            port,
+            r: BufReader::new(s),
+        }
+    }
+
+    /// Sends one request and reads its whole answer.
+    pub fn send(&mut self, method: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let port = self.port;
+        write_request_on(self.r.get_mut(), port, method, headers, body, "keep-alive");
+        let (status, headers) = read_head(&mut self.r);
+        let length = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().expect("Content-Length"));
+        let mut body = vec![0; length];
+        self.r.read_exact(&mut body).expect("body");
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Test helpers: drive the real `mqtt-mcp` binary over stdio, match answers
 //! by id, normalize volatile fields, and read the process's peak memory.
+//! The benchmarks include this module too (`#[path]`), so what both need
+//! lives here once.
 #![allow(dead_code)]
 
 pub mod brokers;
@@ -7,6 +9,7 @@ pub mod custom_mosquitto;
 pub mod http;
 pub mod interop;
 pub mod sshd;
+pub mod stdio;
 pub mod transcript;
 
 use serde_json::{json, Value};
@@ -38,6 +41,98 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Waits (15 s at most) until `log()` holds `marker` followed by a port
+/// number, and returns that port: how a server started on port 0 says
+/// which one it got.
+pub fn port_logged(log: impl Fn() -> String, marker: &str) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = log();
+        if let Some(i) = text.find(marker) {
+            let digits: String = text[i + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(port) = digits.parse() {
+                return port;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {marker:?} in the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Two different free loopback ports (the embedded broker's 3.1.1 and 5 listeners).
+pub fn free_port_pair() -> (u16, u16) {
+    let a = free_port();
+    let mut b = free_port();
+    while b == a {
+        b = free_port();
+    }
+    (a, b)
+}
+
+/// `mqtt-mcp` with stdio piped and none of the caller's `MQTT_MCP_*` or
+/// `RUST_LOG` settings, which would change what is tested or measured.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MQTT_MCP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Keeps what `r` yields, at most `cap` bytes, in the returned buffer, read
+/// by a thread of its own (a child's stderr, which must not fill its pipe).
+pub fn keep_output(mut r: impl Read + Send + 'static, cap: usize) -> Arc<Mutex<Vec<u8>>> {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let log = kept.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            let room = cap.saturating_sub(l.len()).min(n);
+            l.extend_from_slice(&buf[..room]);
+        }
+    });
+    kept
+}
+
+/// A JSON-RPC request object.
+pub fn request(id: impl Into<Value>, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id.into(), "method": method, "params": params})
+}
+
+/// `initialize` params of a client named `client` (protocol 2025-11-25).
+pub fn initialize_params(client: &str) -> Value {
+    json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": client, "version": "0"}})
+}
+
+/// True when `v` is the answer (not a request or notification) to `id`.
+pub fn is_answer(v: &Value, id: &Value) -> bool {
+    v.get("id") == Some(id) && v.get("method").is_none()
+}
+
+/// Whether `list_active_connections` shows the default session connected.
+pub fn default_connected(list: &Value) -> bool {
+    list["sessions"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|s| s["is_default"] == true && s["state"] == "connected")
+    })
 }
 
 /// A TCP server that accepts connections and never answers: a broker that
@@ -86,23 +181,11 @@ impl Server {
         let mut args = vec!["--http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let server = Server::embedded_env(&args, env);
-        let marker = "MCP Streamable HTTP listening on http://127.0.0.1:";
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let err = server.stderr();
-            if let Some(i) = err.find(marker) {
-                let port: String = err[i + marker.len()..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                return (server, port.parse().unwrap());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no HTTP listen line; stderr:\n{err}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let port = port_logged(
+            || server.stderr(),
+            "MCP Streamable HTTP listening on http://127.0.0.1:",
+        );
+        (server, port)
     }
 
     /// `serve` with the embedded broker on two free ports, started by a
@@ -118,11 +201,7 @@ impl Server {
     ) -> Server {
         let mut last = String::new();
         for _attempt in 0..3 {
-            let v4 = free_port();
-            let mut v5 = free_port();
-            while v5 == v4 {
-                v5 = free_port();
-            }
+            let (v4, v5) = free_port_pair();
             let (line, cmd) = launch(v4, v5);
             let mut server =
                 Server::spawn_command(cmd).unwrap_or_else(|e| panic!("start {line}: {e}"));
@@ -186,9 +265,8 @@ impl Server {
 
     /// Starts the binary with arbitrary args and environment.
     pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(bin());
+        let mut cmd = command();
         cmd.args(args);
-        cmd.env_remove("MQTT_MCP_BROKER").env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -217,18 +295,7 @@ impl Server {
                 }
             }
         });
-        let stderr_log = Arc::new(Mutex::new(Vec::new()));
-        let elog = stderr_log.clone();
-        std::thread::spawn(move || {
-            let mut r = stderr;
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                elog.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let stderr_log = keep_output(stderr, usize::MAX);
         Ok(Server {
             stdin: child.stdin.take(),
             child,
@@ -270,11 +337,7 @@ impl Server {
 
     /// Waits for the response with `id`; other messages stay buffered.
     pub fn recv_id(&mut self, id: &Value, timeout: Duration) -> Value {
-        if let Some(pos) = self
-            .buffered
-            .iter()
-            .position(|m| m.get("id") == Some(id) && m.get("method").is_none())
-        {
+        if let Some(pos) = self.buffered.iter().position(|m| is_answer(m, id)) {
             return self.buffered.remove(pos).unwrap();
         }
         let deadline = Instant::now() + timeout;
@@ -288,7 +351,7 @@ impl Server {
             });
             let v: Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("server wrote non-JSON {line:?}: {e}"));
-            if v.get("id") == Some(id) && v.get("method").is_none() {
+            if is_answer(&v, id) {
                 return v;
             }
             self.buffered.push_back(v);
@@ -299,12 +362,12 @@ impl Server {
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = json!(self.next_id);
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.send(&request(id.clone(), method, params));
         self.recv_id(&id, Duration::from_secs(20))
     }
 
     pub fn initialize(&mut self) -> Value {
-        let r = self.request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}));
+        let r = self.request("initialize", initialize_params("test"));
         self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         r
     }
@@ -388,10 +451,17 @@ impl Drop for Server {
     }
 }
 
+/// Peak resident set (VmHWM) of a process, in KiB.
 pub fn vm_hwm_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
+    status_kib(pid, "VmHWM:")
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS:` now, `VmHWM:` peak); 0 if unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
@@ -420,15 +490,23 @@ const VOLATILE_KEYS: &[&str] = &[
     "at",
 ];
 
-fn replace_token(s: &str, prefix: &str, hex_len: usize, placeholder: &str) -> String {
+/// Replaces each `prefix` followed by a run of bytes `in_run` accepts, when
+/// `fits` the run's length, by `with`; other occurrences stay as they are.
+fn replace_runs(
+    s: &str,
+    prefix: &str,
+    in_run: fn(&u8) -> bool,
+    fits: impl Fn(usize) -> bool,
+    with: &str,
+) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find(prefix) {
         out.push_str(&rest[..i]);
         let after = &rest[i + prefix.len()..];
-        let n = after.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
-        if n == hex_len {
-            out.push_str(placeholder);
+        let n = after.bytes().take_while(in_run).count();
+        if fits(n) {
+            out.push_str(with);
             rest = &after[n..];
         } else {
             out.push_str(prefix);
@@ -439,22 +517,24 @@ fn replace_token(s: &str, prefix: &str, hex_len: usize, placeholder: &str) -> St
     out
 }
 
+fn replace_token(s: &str, prefix: &str, hex_len: usize, placeholder: &str) -> String {
+    replace_runs(
+        s,
+        prefix,
+        u8::is_ascii_hexdigit,
+        |n| n == hex_len,
+        placeholder,
+    )
+}
+
 fn replace_ports(s: &str) -> String {
-    let prefix = "127.0.0.1:";
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(prefix) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + prefix.len()..];
-        let n = after.bytes().take_while(|b| b.is_ascii_digit()).count();
-        out.push_str(prefix);
-        if n > 0 {
-            out.push_str("<port>");
-        }
-        rest = &after[n..];
-    }
-    out.push_str(rest);
-    out
+    replace_runs(
+        s,
+        "127.0.0.1:",
+        u8::is_ascii_digit,
+        |n| n > 0,
+        "127.0.0.1:<port>",
+    )
 }
 
 fn is_timestamp(s: &str) -> bool {
