@@ -201,14 +201,7 @@ impl App {
                     match tokio::task::spawn_blocking(move || broker::start(&cfg)).await {
                         Ok(Ok(b)) => {
                             let _ = app.embedded.set(b);
-                            Some(BrokerUrl {
-                                tls: false,
-                                host: b.v5.ip().to_string(),
-                                port: b.v5.port(),
-                                username: None,
-                                password: None,
-                                client_id: None,
-                            })
+                            Some(BrokerUrl::plain(b.v5))
                         }
                         Ok(Err(e)) => {
                             tracing::error!("{e}");

@@ -344,14 +344,7 @@ async fn serve_http(h: HttpSetup) -> anyhow::Result<()> {
     let (target, embedded) = match h.target {
         DefaultBroker::Embedded(bc) => {
             let b = tokio::task::spawn_blocking(move || mqtt_mcp::broker::start(&bc)).await??;
-            let url = BrokerUrl {
-                tls: false,
-                host: b.v5.ip().to_string(),
-                port: b.v5.port(),
-                username: None,
-                password: None,
-                client_id: None,
-            };
+            let url = BrokerUrl::plain(b.v5);
             (DefaultBroker::External(url), Some(b))
         }
         other => (other, None),

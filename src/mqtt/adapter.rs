@@ -92,6 +92,99 @@ pub(crate) trait Wire: Send + 'static {
     fn disconnect(c: &Self::Client) -> bool;
 }
 
+/// The [`Wire`] methods both wires write alike: rumqttc's two `EventLoop`s
+/// and `AsyncClient`s have the same fields and methods under different
+/// types (and name their options field differently), which no trait bound
+/// can reach. Expanded inside each `impl Wire`, with the options field, the
+/// error mapping of [`super::reasons`] and the request type; `event`, `qos`
+/// and the TLS helpers are the wire module's own.
+macro_rules! event_loop_access {
+    ($options:ident, $map_err:ident, $($request:ident)::+) => {
+        async fn poll(el: &mut Self::EventLoop) -> Result<Ev, ConnectError> {
+            match el.poll().await {
+                Ok(ev) => Ok(event(ev)),
+                Err(e) => {
+                    // The address is formatted only on error: poll runs per packet.
+                    let (host, port) = el.$options.broker_address();
+                    let addr = format!("{host}:{port}");
+                    let hint = tls_advice(&e);
+                    Err(explain_tls(&addr, hint, $map_err(&addr, e)))
+                }
+            }
+        }
+
+        fn set_credentials(el: &mut Self::EventLoop, user: &str, pass: &str) {
+            el.$options.set_credentials(user, pass);
+        }
+
+        fn drain_events(el: &mut Self::EventLoop) -> Vec<Ev> {
+            el.state.events.drain(..).map(event).collect()
+        }
+
+        fn pending(el: &mut Self::EventLoop) -> &mut VecDeque<Self::Request> {
+            &mut el.pending
+        }
+
+        fn take_collision(el: &mut Self::EventLoop) -> Option<Self::Request> {
+            el.state.collision.take().map($($request)::+::Publish)
+        }
+
+        fn subscribe(c: &Self::Client, filter: &str, q: u8) -> bool {
+            c.try_subscribe(filter, qos(q)).is_ok()
+        }
+
+        fn unsubscribe(c: &Self::Client, filter: &str) -> bool {
+            c.try_unsubscribe(filter).is_ok()
+        }
+
+        fn disconnect(c: &Self::Client) -> bool {
+            c.try_disconnect().is_ok()
+        }
+    };
+}
+pub(crate) use event_loop_access;
+
+/// [`HeldRequest`] for one of rumqttc's two `Request` enums (same variant
+/// names, different types).
+macro_rules! held_request {
+    ($($request:ident)::+) => {
+        impl HeldRequest for $($request)::+ {
+            fn kind(&self) -> HeldKind {
+                use $($request)::+ as R;
+                match self {
+                    R::Publish(p) if p.pkid != 0 => HeldKind::InFlightPublish(p.pkid),
+                    R::Publish(_) => HeldKind::UnsentPublish,
+                    R::PubRel(r) => HeldKind::InFlightRelease(r.pkid),
+                    R::Subscribe(_) => HeldKind::UnsentSubscribe,
+                    R::Unsubscribe(_) => HeldKind::UnsentUnsubscribe,
+                    // A tuple variant in 3.1.1, a unit variant in 5.
+                    R::Disconnect { .. } => HeldKind::UnsentDisconnect,
+                    _ => HeldKind::Other,
+                }
+            }
+
+            fn mark_duplicate(&mut self) {
+                if let $($request)::+::Publish(p) = self {
+                    p.dup = true;
+                }
+            }
+        }
+    };
+}
+pub(crate) use held_request;
+
+/// What the connection wrote, in the common shape (both protocols report it
+/// with rumqttc's one `Outgoing` type).
+pub(crate) fn outgoing(o: rumqttc::Outgoing) -> Ev {
+    use rumqttc::Outgoing as O;
+    match o {
+        O::Publish(p) => Ev::OutPublish(p),
+        O::Subscribe(p) => Ev::OutSubscribe(p),
+        O::Unsubscribe(p) => Ev::OutUnsubscribe(p),
+        _ => Ev::Other,
+    }
+}
+
 /// A request handle of either protocol.
 #[derive(Clone)]
 pub(crate) enum Client {

@@ -43,35 +43,29 @@ pub(super) fn v4_connect_refusal(code: rumqttc::ConnectReturnCode) -> String {
     format!("{code:?} ({hint})")
 }
 
-pub(super) fn puback_code(r: r5::mqttbytes::v5::PubAckReason) -> u8 {
-    use r5::mqttbytes::v5::PubAckReason as R;
-    match r {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
+/// The wire value of an MQTT 5 PUBACK or PUBREC reason: rumqttc gives the
+/// two the same variants in two enums.
+macro_rules! ack_reason_code {
+    ($name:ident, $reason:ident) => {
+        pub(super) fn $name(r: r5::mqttbytes::v5::$reason) -> u8 {
+            use r5::mqttbytes::v5::$reason as R;
+            match r {
+                R::Success => 0x00,
+                R::NoMatchingSubscribers => 0x10,
+                R::UnspecifiedError => 0x80,
+                R::ImplementationSpecificError => 0x83,
+                R::NotAuthorized => 0x87,
+                R::TopicNameInvalid => 0x90,
+                R::PacketIdentifierInUse => 0x91,
+                R::QuotaExceeded => 0x97,
+                R::PayloadFormatInvalid => 0x99,
+            }
+        }
+    };
 }
 
-pub(super) fn pubrec_code(r: r5::mqttbytes::v5::PubRecReason) -> u8 {
-    use r5::mqttbytes::v5::PubRecReason as R;
-    match r {
-        R::Success => 0x00,
-        R::NoMatchingSubscribers => 0x10,
-        R::UnspecifiedError => 0x80,
-        R::ImplementationSpecificError => 0x83,
-        R::NotAuthorized => 0x87,
-        R::TopicNameInvalid => 0x90,
-        R::PacketIdentifierInUse => 0x91,
-        R::QuotaExceeded => 0x97,
-        R::PayloadFormatInvalid => 0x99,
-    }
-}
+ack_reason_code!(puback_code, PubAckReason);
+ack_reason_code!(pubrec_code, PubRecReason);
 
 pub(super) fn suback_code(c: r5::mqttbytes::v5::SubscribeReasonCode) -> SubAckCode {
     use r5::mqttbytes::v5::SubscribeReasonCode as C;
@@ -161,64 +155,66 @@ pub(super) fn explain_tls(addr: &str, hint: Option<&'static str>, e: ConnectErro
     }
 }
 
-pub(super) fn map_v4_err(addr: &str, e: rumqttc::ConnectionError) -> ConnectError {
-    use rumqttc::ConnectionError as E;
-    match e {
-        E::ConnectionRefused(code) => ConnectError::Refused {
-            reason: v4_connect_refusal(code),
-            protocol_version: code == rumqttc::ConnectReturnCode::RefusedProtocolVersion,
-        },
-        E::Io(io) => map_io(addr, io),
-        E::NetworkTimeout | E::FlushTimeout => ConnectError::Timeout {
-            addr: addr.to_string(),
-            ms: 0,
-        },
-        E::Tls(t) => ConnectError::Tls {
-            addr: addr.to_string(),
-            reason: t.to_string(),
-        },
-        E::MqttState(rumqttc::StateError::Io(io)) => map_io(addr, io),
-        E::MqttState(rumqttc::StateError::ConnectionAborted) => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        other => ConnectError::Other {
-            addr: addr.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-pub(super) fn map_v5_err(addr: &str, e: r5::ConnectionError) -> ConnectError {
-    use r5::ConnectionError as E;
-    match e {
-        E::ConnectionRefused(code) => {
-            use r5::mqttbytes::v5::ConnectReturnCode as C;
-            ConnectError::Refused {
-                reason: v5_connect_refusal(code),
-                protocol_version: matches!(
-                    code,
-                    C::UnsupportedProtocolVersion | C::RefusedProtocolVersion
-                ),
+/// Writes the mapping of one of rumqttc's `ConnectionError`s to ours. The
+/// 3.1.1 and 5 enums name their variants alike but are different types (as
+/// are their `StateError`s), so the mapping is written once, here, and
+/// instantiated for each; only the refusal and the timeout variants differ.
+macro_rules! map_connection_error {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($($err:ident)::+, $($state:ident)::+);
+        refused($code:ident) => $refused:expr;
+        timeout: $timeout:pat,
+    ) => {
+        $(#[$doc])*
+        pub(super) fn $name(addr: &str, e: $($err)::+) -> ConnectError {
+            use $($err)::+ as E;
+            use $($state)::+ as S;
+            match e {
+                E::ConnectionRefused($code) => $refused,
+                E::Io(io) | E::MqttState(S::Io(io)) => map_io(addr, io),
+                $timeout => ConnectError::Timeout {
+                    addr: addr.to_string(),
+                    ms: 0,
+                },
+                E::Tls(t) => ConnectError::Tls {
+                    addr: addr.to_string(),
+                    reason: t.to_string(),
+                },
+                E::MqttState(S::ConnectionAborted) => {
+                    ConnectError::ClosedBeforeConnAck(addr.to_string())
+                }
+                other => ConnectError::Other {
+                    addr: addr.to_string(),
+                    reason: other.to_string(),
+                },
             }
         }
-        E::Io(io) => map_io(addr, io),
-        E::Timeout(_) => ConnectError::Timeout {
-            addr: addr.to_string(),
-            ms: 0,
-        },
-        E::Tls(t) => ConnectError::Tls {
-            addr: addr.to_string(),
-            reason: t.to_string(),
-        },
-        E::MqttState(r5::StateError::Io(io)) => map_io(addr, io),
-        E::MqttState(r5::StateError::ConnectionAborted) => {
-            ConnectError::ClosedBeforeConnAck(addr.to_string())
-        }
-        other => ConnectError::Other {
-            addr: addr.to_string(),
-            reason: other.to_string(),
-        },
-    }
+    };
+}
+
+map_connection_error! {
+    /// A 3.1.1 connection error in our terms.
+    fn map_v4_err(rumqttc::ConnectionError, rumqttc::StateError);
+    refused(code) => ConnectError::Refused {
+        reason: v4_connect_refusal(code),
+        protocol_version: code == rumqttc::ConnectReturnCode::RefusedProtocolVersion,
+    };
+    timeout: E::NetworkTimeout | E::FlushTimeout,
+}
+
+map_connection_error! {
+    /// An MQTT 5 connection error in our terms.
+    fn map_v5_err(r5::ConnectionError, r5::StateError);
+    refused(code) => ConnectError::Refused {
+        reason: v5_connect_refusal(code),
+        protocol_version: matches!(
+            code,
+            r5::mqttbytes::v5::ConnectReturnCode::UnsupportedProtocolVersion
+                | r5::mqttbytes::v5::ConnectReturnCode::RefusedProtocolVersion
+        ),
+    };
+    timeout: E::Timeout(_),
 }
 
 /// Errors after which 3.1.1 is worth a try: refusals of the protocol, or a

@@ -59,6 +59,19 @@ pub fn percent_decode(s: &str) -> Result<String, UrlError> {
 }
 
 impl BrokerUrl {
+    /// Plain MQTT to `addr` with no credentials or client id: how the server
+    /// reaches the embedded broker's listener.
+    pub fn plain(addr: std::net::SocketAddr) -> BrokerUrl {
+        BrokerUrl {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            username: None,
+            password: None,
+            client_id: None,
+        }
+    }
+
     /// Parses a broker URL.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let url = url.trim();

@@ -1,6 +1,9 @@
 //! MQTT 3.1.1 through rumqttc's `v4` client: one of the two [`Wire`]s.
 
-use super::adapter::{own, Ev, Wire, MAX_INFLIGHT, MAX_PACKET, REQUEST_CHANNEL};
+use super::adapter::{
+    event_loop_access, held_request, outgoing, own, Ev, Wire, MAX_INFLIGHT, MAX_PACKET,
+    REQUEST_CHANNEL,
+};
 use super::ledger::{HeldKind, HeldRequest};
 use super::model::*;
 use super::reasons::*;
@@ -48,34 +51,7 @@ impl Wire for V4 {
         (c, el)
     }
 
-    async fn poll(el: &mut Self::EventLoop) -> Result<Ev, ConnectError> {
-        match el.poll().await {
-            Ok(ev) => Ok(event(ev)),
-            Err(e) => {
-                // The address is formatted only on error: poll runs per packet.
-                let (host, port) = el.mqtt_options.broker_address();
-                let addr = format!("{host}:{port}");
-                let hint = tls_advice(&e);
-                Err(explain_tls(&addr, hint, map_v4_err(&addr, e)))
-            }
-        }
-    }
-
-    fn set_credentials(el: &mut Self::EventLoop, user: &str, pass: &str) {
-        el.mqtt_options.set_credentials(user, pass);
-    }
-
-    fn drain_events(el: &mut Self::EventLoop) -> Vec<Ev> {
-        el.state.events.drain(..).map(event).collect()
-    }
-
-    fn pending(el: &mut Self::EventLoop) -> &mut VecDeque<Self::Request> {
-        &mut el.pending
-    }
-
-    fn take_collision(el: &mut Self::EventLoop) -> Option<Self::Request> {
-        el.state.collision.take().map(rumqttc::Request::Publish)
-    }
+    event_loop_access!(mqtt_options, map_v4_err, rumqttc::Request);
 
     fn resubmit(c: &Self::Client, r: Self::Request) -> bool {
         use rumqttc::Request as R;
@@ -98,23 +74,11 @@ impl Wire for V4 {
     ) -> bool {
         c.try_publish(topic, qos(q), retain, payload).is_ok()
     }
-
-    fn subscribe(c: &Self::Client, filter: &str, q: u8) -> bool {
-        c.try_subscribe(filter, qos(q)).is_ok()
-    }
-
-    fn unsubscribe(c: &Self::Client, filter: &str) -> bool {
-        c.try_unsubscribe(filter).is_ok()
-    }
-
-    fn disconnect(c: &Self::Client) -> bool {
-        c.try_disconnect().is_ok()
-    }
 }
 
 /// A rumqttc 3.1.1 event in the common shape.
 fn event(ev: rumqttc::Event) -> Ev {
-    use rumqttc::{Event, Incoming as I, Outgoing as O};
+    use rumqttc::{Event, Incoming as I};
     match ev {
         Event::Incoming(I::ConnAck(c)) => Ev::ConnAck {
             session_present: c.session_present,
@@ -154,30 +118,9 @@ fn event(ev: rumqttc::Event) -> Ev {
         Event::Incoming(I::Disconnect) => Ev::Disconnect {
             reason: "broker sent DISCONNECT".into(),
         },
-        Event::Outgoing(O::Publish(p)) => Ev::OutPublish(p),
-        Event::Outgoing(O::Subscribe(p)) => Ev::OutSubscribe(p),
-        Event::Outgoing(O::Unsubscribe(p)) => Ev::OutUnsubscribe(p),
+        Event::Outgoing(o) => outgoing(o),
         _ => Ev::Other,
     }
 }
 
-impl HeldRequest for rumqttc::Request {
-    fn kind(&self) -> HeldKind {
-        use rumqttc::Request as R;
-        match self {
-            R::Publish(p) if p.pkid != 0 => HeldKind::InFlightPublish(p.pkid),
-            R::Publish(_) => HeldKind::UnsentPublish,
-            R::PubRel(r) => HeldKind::InFlightRelease(r.pkid),
-            R::Subscribe(_) => HeldKind::UnsentSubscribe,
-            R::Unsubscribe(_) => HeldKind::UnsentUnsubscribe,
-            R::Disconnect(_) => HeldKind::UnsentDisconnect,
-            _ => HeldKind::Other,
-        }
-    }
-
-    fn mark_duplicate(&mut self) {
-        if let rumqttc::Request::Publish(p) = self {
-            p.dup = true;
-        }
-    }
-}
+held_request!(rumqttc::Request);

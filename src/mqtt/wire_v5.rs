@@ -1,6 +1,9 @@
 //! MQTT 5 through rumqttc's `v5` client: one of the two [`Wire`]s.
 
-use super::adapter::{own, Ev, Wire, MAX_INFLIGHT, MAX_PACKET, REQUEST_CHANNEL};
+use super::adapter::{
+    event_loop_access, held_request, outgoing, own, Ev, Wire, MAX_INFLIGHT, MAX_PACKET,
+    REQUEST_CHANNEL,
+};
 use super::ledger::{HeldKind, HeldRequest};
 use super::model::*;
 use super::reasons::*;
@@ -49,33 +52,7 @@ impl Wire for V5 {
         r5::AsyncClient::new(o, REQUEST_CHANNEL)
     }
 
-    async fn poll(el: &mut Self::EventLoop) -> Result<Ev, ConnectError> {
-        match el.poll().await {
-            Ok(ev) => Ok(event(ev)),
-            Err(e) => {
-                let (host, port) = el.options.broker_address();
-                let addr = format!("{host}:{port}");
-                let hint = tls_advice(&e);
-                Err(explain_tls(&addr, hint, map_v5_err(&addr, e)))
-            }
-        }
-    }
-
-    fn set_credentials(el: &mut Self::EventLoop, user: &str, pass: &str) {
-        el.options.set_credentials(user, pass);
-    }
-
-    fn drain_events(el: &mut Self::EventLoop) -> Vec<Ev> {
-        el.state.events.drain(..).map(event).collect()
-    }
-
-    fn pending(el: &mut Self::EventLoop) -> &mut VecDeque<Self::Request> {
-        &mut el.pending
-    }
-
-    fn take_collision(el: &mut Self::EventLoop) -> Option<Self::Request> {
-        el.state.collision.take().map(r5::Request::Publish)
-    }
+    event_loop_access!(options, map_v5_err, r5::Request);
 
     fn resume_sessions_from_now(el: &mut Self::EventLoop) {
         if el.options.session_expiry_interval().is_some_and(|s| s > 0) {
@@ -125,25 +102,12 @@ impl Wire for V5 {
         }
         .is_ok()
     }
-
-    fn subscribe(c: &Self::Client, filter: &str, q: u8) -> bool {
-        c.try_subscribe(filter, qos(q)).is_ok()
-    }
-
-    fn unsubscribe(c: &Self::Client, filter: &str) -> bool {
-        c.try_unsubscribe(filter).is_ok()
-    }
-
-    fn disconnect(c: &Self::Client) -> bool {
-        c.try_disconnect().is_ok()
-    }
 }
 
 /// A rumqttc MQTT 5 event in the common shape.
 fn event(ev: r5::Event) -> Ev {
     use r5::mqttbytes::v5::Packet as P;
     use r5::Event;
-    use rumqttc::Outgoing as O;
     match ev {
         Event::Incoming(P::ConnAck(c)) => Ev::ConnAck {
             session_present: c.session_present,
@@ -190,30 +154,9 @@ fn event(ev: r5::Event) -> Ev {
         Event::Incoming(P::Disconnect(d)) => Ev::Disconnect {
             reason: format!("broker sent DISCONNECT ({:?})", d.reason_code),
         },
-        Event::Outgoing(O::Publish(p)) => Ev::OutPublish(p),
-        Event::Outgoing(O::Subscribe(p)) => Ev::OutSubscribe(p),
-        Event::Outgoing(O::Unsubscribe(p)) => Ev::OutUnsubscribe(p),
+        Event::Outgoing(o) => outgoing(o),
         _ => Ev::Other,
     }
 }
 
-impl HeldRequest for r5::Request {
-    fn kind(&self) -> HeldKind {
-        use r5::Request as R;
-        match self {
-            R::Publish(p) if p.pkid != 0 => HeldKind::InFlightPublish(p.pkid),
-            R::Publish(_) => HeldKind::UnsentPublish,
-            R::PubRel(r) => HeldKind::InFlightRelease(r.pkid),
-            R::Subscribe(_) => HeldKind::UnsentSubscribe,
-            R::Unsubscribe(_) => HeldKind::UnsentUnsubscribe,
-            R::Disconnect => HeldKind::UnsentDisconnect,
-            _ => HeldKind::Other,
-        }
-    }
-
-    fn mark_duplicate(&mut self) {
-        if let r5::Request::Publish(p) = self {
-            p.dup = true;
-        }
-    }
-}
+held_request!(r5::Request);
