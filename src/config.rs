@@ -1,5 +1,5 @@
 //! Server-wide settings, filled from flags and environment by `main.rs` and
-//! from defaults in tests.
+//! from defaults in tests, and the one way a boolean setting is read.
 
 use std::time::Duration;
 
@@ -43,6 +43,45 @@ impl Default for ServerConfig {
             max_publish_bytes: 16 * 1024 * 1024,
             resource_update_interval: Duration::from_secs(1),
             forward_logs: true,
+        }
+    }
+}
+
+/// The spellings of a boolean that [`parse_bool`] takes, for error messages.
+pub const BOOL_FORMS: &str = "1/0, true/false, yes/no, on/off (any case)";
+
+/// A boolean as people write it in environment variables and on command
+/// lines (`MQTT_MCP_READ_ONLY=1`, `retain=yes`): one parser, so every
+/// boolean setting takes the same spellings. `None` when it is none of them.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    const TRUE: [&str; 4] = ["1", "true", "yes", "on"];
+    const FALSE: [&str; 4] = ["0", "false", "no", "off"];
+    let text = text.trim();
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(text)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(text)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_take_every_documented_spelling_in_any_case() {
+        for t in [
+            "1", "true", "TRUE", "True", "yes", "Yes", "on", "ON", " on ",
+        ] {
+            assert_eq!(parse_bool(t), Some(true), "{t:?}");
+        }
+        for f in ["0", "false", "FALSE", "no", "No", "off", "Off"] {
+            assert_eq!(parse_bool(f), Some(false), "{f:?}");
+        }
+        for bad in ["", "2", "y", "n", "enabled", "truee", "-1"] {
+            assert_eq!(parse_bool(bad), None, "{bad:?}");
         }
     }
 }

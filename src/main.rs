@@ -1,6 +1,10 @@
 //! The `mqtt-mcp` binary: parses flags, sets up logging to stderr, and wires
 //! the MCP server to stdin/stdout (`serve`, the default) or to Streamable
-//! HTTP (`serve --http ADDR`), or runs the embedded broker alone (`broker`).
+//! HTTP (`serve --http ADDR`), or runs the embedded broker alone (`broker`),
+//! or one tool call from a shell (`call`, in `cli.rs`).
+
+mod cli;
+mod options;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -9,6 +13,8 @@ use mqtt_mcp::broker::BrokerConfig;
 use mqtt_mcp::config::ServerConfig;
 use mqtt_mcp::mqtt::url::BrokerUrl;
 use mqtt_mcp::secret::SecretString;
+use options::{Prepared, RuntimeArgs};
+use std::process::ExitCode;
 use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -37,12 +43,16 @@ enum Command {
     Idle,
     /// Exit 0 if the broker answers an MQTT CONNECT with a CONNACK (or, for mqtts://, accepts TCP); for HEALTHCHECK.
     Health(HealthArgs),
+    /// List the tools, one line each.
+    Tools(cli::ToolsArgs),
+    /// Call one tool and print its structured result: `call list_topics filter='home/#'`.
+    Call(Box<cli::CallArgs>),
 }
 
 #[derive(Args, Debug)]
 struct HealthArgs {
     /// Broker to check (mqtt://host[:port] or mqtts://); without it there is nothing to check and the answer is healthy.
-    #[arg(long, env = "MQTT_MCP_BROKER")]
+    #[arg(long, env = "MQTT_MCP_BROKER", hide_env_values = true)]
     broker: Option<String>,
     /// Deadline for connecting and for the CONNACK, in milliseconds.
     #[arg(long, default_value_t = 3000)]
@@ -51,48 +61,11 @@ struct HealthArgs {
 
 #[derive(Args, Debug, Clone)]
 struct ServeArgs {
-    /// Broker for the `default` session (mqtt://[user[:password]@]host[:port][/client_id], mqtts:// for TLS). Without it the embedded broker is started.
-    #[arg(long, env = "MQTT_MCP_BROKER")]
-    broker: Option<String>,
-    /// Config file with broker profiles and policies (TOML; see config.example.toml).
-    #[arg(long, env = "MQTT_MCP_CONFIG")]
-    config: Option<std::path::PathBuf>,
-    /// Audit log destination: "stderr" (default), "off", or a file path (overrides the config file).
-    #[arg(long, env = "MQTT_MCP_AUDIT_LOG")]
-    audit_log: Option<String>,
-    /// Make sessions that do not come from a profile read-only (no publish, clear or request).
-    #[arg(long, env = "MQTT_MCP_READ_ONLY")]
-    read_only: bool,
-    /// User name for --broker (overrides one in the URL).
-    #[arg(long, env = "MQTT_MCP_USERNAME")]
-    username: Option<String>,
-    /// Do not start the embedded broker when no --broker is given (no default session).
-    #[arg(long, env = "MQTT_MCP_NO_EMBEDDED")]
-    no_embedded: bool,
-    /// Port of the embedded broker's MQTT 3.1.1 listener (default: a free port).
-    #[arg(long, env = "MQTT_MCP_EMBEDDED_PORT")]
-    embedded_port: Option<u16>,
-    /// Port of the embedded broker's MQTT 5 listener (default: a free port).
-    #[arg(long, env = "MQTT_MCP_EMBEDDED_PORT_V5")]
-    embedded_port_v5: Option<u16>,
-    /// Idle seconds after which a session is closed (the default session never is).
-    #[arg(long, env = "MQTT_MCP_SESSION_TTL", default_value_t = 3600)]
-    session_ttl: u64,
-    /// Maximum open broker sessions, the default one included.
-    #[arg(long, env = "MQTT_MCP_MAX_SESSIONS", default_value_t = 10)]
-    max_sessions: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// Longest accepted input line in bytes.
     #[arg(long, env = "MQTT_MCP_MAX_LINE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_line_bytes: usize,
-    /// Largest payload publish_message accepts, in bytes.
-    #[arg(long, env = "MQTT_MCP_MAX_PUBLISH_BYTES", default_value_t = 16 * 1024 * 1024)]
-    max_publish_bytes: usize,
-    /// Hard ceiling for any tool call, in seconds.
-    #[arg(long, env = "MQTT_MCP_MAX_CALL_TIMEOUT", default_value_t = 330)]
-    max_call_timeout: u64,
-    /// Default deadline for a broker's CONNACK, in milliseconds.
-    #[arg(long, env = "MQTT_MCP_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
-    connect_timeout_ms: u64,
     /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG takes precedence.
     #[arg(long, env = "MQTT_MCP_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -134,14 +107,14 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match cli.command {
+    let done = match cli.command {
         Some(Command::Broker(b)) => runtime.block_on(run_broker(b)),
         Some(Command::Serve(s)) => runtime.block_on(serve(*s)),
         Some(Command::Idle) => {
@@ -149,8 +122,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Health(h)) => runtime.block_on(health(h)),
+        Some(Command::Tools(t)) => runtime.block_on(cli::tools(t)),
+        Some(Command::Call(c)) => return Ok(runtime.block_on(cli::call(*c))),
         None => runtime.block_on(serve(cli.serve)),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 async fn run_broker(b: BrokerArgs) -> anyhow::Result<()> {
@@ -223,55 +199,16 @@ async fn health(h: HealthArgs) -> anyhow::Result<()> {
 
 async fn serve(s: ServeArgs) -> anyhow::Result<()> {
     init_logging(&s.log_level);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = ServerConfig {
-        max_line_bytes: s.max_line_bytes.max(1024),
-        max_publish_bytes: s.max_publish_bytes,
-        max_call_timeout: Duration::from_secs(s.max_call_timeout.max(1)),
-        connect_timeout: Duration::from_millis(s.connect_timeout_ms.max(100)),
-        sessions: mqtt_mcp::session::SessionConfig {
-            ttl: Duration::from_secs(s.session_ttl.max(1)),
-            max_sessions: s.max_sessions.max(1),
-        },
-        ..Default::default()
-    };
-    let vault = std::sync::Arc::new(mqtt_mcp::secret::Vault::new()?);
-    let mut profiles = match &s.config {
-        Some(path) => mqtt_mcp::profiles::Profiles::load(path, &vault)?,
-        None => Default::default(),
-    };
-    if s.read_only {
-        let mut rules = profiles.adhoc_policy.rules.clone();
-        rules.read_only = true;
-        profiles.adhoc_policy = std::sync::Arc::new(mqtt_mcp::policy::Policy::new(
-            "ad-hoc sessions (--read-only)",
-            rules,
-        )?);
-    }
-    let audit_dest = s.audit_log.clone().or_else(|| profiles.audit_log.clone());
+    let Prepared {
+        mut config,
+        vault,
+        profiles,
+        audit_dest,
+        target,
+    } = s.runtime.prepare()?;
+    config.max_line_bytes = s.max_line_bytes.max(1024);
     let audit =
         mqtt_mcp::audit::Audit::open(audit_dest.as_deref()).context("opening the audit log")?;
-    let target = match &s.broker {
-        Some(url) => {
-            let mut u = BrokerUrl::parse(url).context("--broker / MQTT_MCP_BROKER")?;
-            if let Some(user) = &s.username {
-                u.username = Some(user.clone());
-            }
-            if let Ok(p) = std::env::var("MQTT_MCP_PASSWORD") {
-                u.password = Some(SecretString::new(p));
-            }
-            DefaultBroker::External(u)
-        }
-        None if profiles.default_profile.is_some() => {
-            DefaultBroker::Profile(profiles.default_profile.clone().unwrap_or_default())
-        }
-        None if s.no_embedded => DefaultBroker::None,
-        None => DefaultBroker::Embedded(BrokerConfig {
-            v4_port: s.embedded_port,
-            v5_port: s.embedded_port_v5,
-            ..Default::default()
-        }),
-    };
     if let Some(addr) = s.http {
         drop(audit);
         let http = HttpSetup {

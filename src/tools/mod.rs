@@ -175,12 +175,45 @@ impl From<crate::session::SessionError> for ToolError {
     }
 }
 
-/// Validates, runs under the call's one deadline (see [`deadline`]), and shapes the `tools/call` result (success or `isError`).
-pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> ToolResult {
-    if let Err(errs) = tool.validate(&args) {
-        return ToolResult::failure(&ToolError::InvalidArguments(errs));
+/// Arguments that passed their tool's input schema. [`run`] takes only
+/// this, so every caller (MCP's `tools/call`, the `call` subcommand) has its
+/// arguments checked the same way, and a caller can tell a call refused
+/// before it ran from a call that ran and failed.
+#[derive(Debug)]
+pub struct Checked {
+    /// The tool the arguments were checked against.
+    tool: ToolId,
+    /// The arguments, as given.
+    args: Value,
+}
+
+impl ToolDef {
+    /// Checks `args` against `inputSchema`: the checked call, or every violation.
+    pub fn check(&self, args: Value) -> Result<Checked, Vec<String>> {
+        self.validate(&args)?;
+        Ok(Checked {
+            tool: self.id,
+            args,
+        })
     }
-    match dispatch(ctx, tool.id, args).await {
+}
+
+/// Runs a checked call under its one deadline (see [`deadline`]): the tool's
+/// structured output, serialized once, or why the call failed.
+pub async fn run(
+    ctx: &ToolContext,
+    call: Checked,
+) -> Result<Box<serde_json::value::RawValue>, ToolError> {
+    dispatch(ctx, call.tool, call.args).await
+}
+
+/// Checks, runs, and shapes the `tools/call` result (success or `isError`).
+pub async fn call(ctx: &ToolContext, tool: &ToolDef, args: Value) -> ToolResult {
+    let outcome = match tool.check(args) {
+        Ok(checked) => run(ctx, checked).await,
+        Err(errs) => Err(ToolError::InvalidArguments(errs)),
+    };
+    match outcome {
         Ok(structured) => ToolResult::success(structured),
         Err(e) => ToolResult::failure(&e),
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod cli;
 pub mod custom_mosquitto;
 pub mod http;
 pub mod interop;
