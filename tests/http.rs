@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::http::{http, read_chunk, read_head, write_request, Client};
+use common::http::{expect_event_stream, http, sse_data, write_request, Client};
 use common::transcript::compare;
 use common::{normalize, Server};
 use serde_json::{json, Value};
@@ -510,30 +510,8 @@ fn stateless_listen_streams_over_http() {
         listen.to_string().as_bytes(),
     );
     let mut r = BufReader::new(s);
-    let (status, head) = read_head(&mut r);
-    assert_eq!(status, 200);
-    assert!(
-        head.iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
-                && v.starts_with("text/event-stream"))
-    );
-    let (tx, rx) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        while let Some(c) = read_chunk(&mut r) {
-            text.push_str(&String::from_utf8_lossy(&c));
-            while let Some(i) = text.find("\n\n") {
-                let event: String = text.drain(..i + 2).collect();
-                for l in event.lines() {
-                    if let Some(d) = l.strip_prefix("data:") {
-                        if tx.send(serde_json::from_str(d.trim()).unwrap()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    expect_event_stream(&mut r);
+    let rx = sse_data(r);
     let ack = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("acknowledgement");

@@ -264,12 +264,7 @@ impl Client {
             b"",
         );
         let mut r = BufReader::new(s);
-        let (status, headers) = read_head(&mut r);
-        assert_eq!(status, 200);
-        assert!(headers
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
-                && v.starts_with("text/event-stream")));
+        expect_event_stream(&mut r);
         // The server's first event (a comment) proves the stream is registered.
         let first = read_chunk(&mut r).expect("a first SSE event");
         assert!(
@@ -277,24 +272,42 @@ impl Client {
             "{}",
             String::from_utf8_lossy(&first)
         );
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            while let Some(c) = read_chunk(&mut r) {
-                text.push_str(&String::from_utf8_lossy(&c));
-                while let Some(i) = text.find("\n\n") {
-                    let event: String = text.drain(..i + 2).collect();
-                    for l in event.lines() {
-                        if let Some(d) = l.strip_prefix("data:") {
-                            let v: Value = serde_json::from_str(d.trim()).unwrap();
-                            if tx.send(v).is_err() {
-                                return;
-                            }
+        sse_data(r)
+    }
+}
+
+/// Reads the answer's head: 200 and an event stream.
+pub fn expect_event_stream(r: &mut impl BufRead) {
+    let (status, headers) = read_head(r);
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                && v.starts_with("text/event-stream"))
+    );
+}
+
+/// The `data:` payloads of an SSE body (chunked), as they arrive, read by a
+/// thread of its own.
+pub fn sse_data(mut r: impl BufRead + Send + 'static) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        while let Some(c) = read_chunk(&mut r) {
+            text.push_str(&String::from_utf8_lossy(&c));
+            while let Some(i) = text.find("\n\n") {
+                let event: String = text.drain(..i + 2).collect();
+                for l in event.lines() {
+                    if let Some(d) = l.strip_prefix("data:") {
+                        let v: Value = serde_json::from_str(d.trim()).unwrap();
+                        if tx.send(v).is_err() {
+                            return;
                         }
                     }
                 }
             }
-        });
-        rx
-    }
+        }
+    });
+    rx
 }
