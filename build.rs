@@ -16,7 +16,7 @@
 //!   the static tool table (`TOOLS`) whose JSON is the served schema, compiled
 //!   lazily into validators; `dispatch`, which calls
 //!   `crate::tools::handlers::<tool>` for every schema under the call's one
-//!   deadline; and, from the `x-deadline` fields of each `inputSchema`, the
+//!   deadline; and, from each tool file's `x-deadline` (its time fields), the
 //!   `Timed` impl that deadline is computed from (`build/deadline.rs`).
 //!
 //! A schema without a handler fails to compile (the call in `dispatch` has no
@@ -86,12 +86,7 @@ fn main() {
             Direction::Results,
         );
 
-        timed.push_str(&deadline::timed_impl(
-            &base,
-            &camel,
-            &tool["inputSchema"],
-            field_ident,
-        ));
+        timed.push_str(&deadline::timed_impl(&base, &camel, &tool, field_ident));
         let mut served_tool = tool.clone();
         deadline::strip(&mut served_tool);
         let served = served_dir.join(&base);
@@ -210,6 +205,7 @@ fn check_tool(file: &Path, tool: &Value) -> String {
         "inputSchema",
         "outputSchema",
         "annotations",
+        "x-deadline",
     ];
     if let Some(obj) = tool.as_object() {
         for k in obj.keys() {

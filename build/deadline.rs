@@ -1,16 +1,17 @@
 //! The time fields a tool's schema declares, and the code that hands them to
 //! `crate::tools::deadline`, the one place a call's deadline is computed.
 //!
-//! A property of `inputSchema` carries `"x-deadline"` when it bears on how
-//! long the call may take:
-//! - `{"role": "timeout", "default_ms": N}`: the caller's budget for the whole
-//!   call; without the argument the budget is N (or the server's default when
-//!   `default_ms` is left out) plus every window;
-//! - `{"role": "window", "default_ms": N}`: a time the call spends listening
-//!   or waiting on purpose (N when the argument is absent).
+//! A tool file's top-level `"x-deadline"` names the properties of its
+//! `inputSchema` that bear on how long the call may take:
+//! - `"timeout_ms": {"role": "timeout", "default_ms": N}`: the caller's budget
+//!   for the whole call; without the argument the budget is N (or the
+//!   server's default when `default_ms` is left out) plus every window;
+//! - `"duration_ms": {"role": "window", "default_ms": N}`: a time the call
+//!   spends listening or waiting on purpose (N when the argument is absent).
 //!
-//! The keyword is ours, not the client's: [`strip`] removes it from the served
-//! schema, so `tools/list` is the same with or without it.
+//! The keyword is ours, not the client's, and sits beside `inputSchema`, not
+//! in it, so the input schema is what clients are served: [`strip`] removes
+//! it from the served tool, and `tools/list` is the same with or without it.
 
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -26,59 +27,61 @@ struct Field {
 }
 
 /// The `impl crate::tools::deadline::Timed` for one tool's params struct.
-pub fn timed_impl(
-    base: &str,
-    camel: &str,
-    input: &Value,
-    ident: impl Fn(&str) -> String,
-) -> String {
+pub fn timed_impl(base: &str, camel: &str, tool: &Value, ident: impl Fn(&str) -> String) -> String {
     let fail = |msg: String| -> ! { panic!("schema/{base}: {msg}") };
+    let input = &tool["inputSchema"];
     let required: Vec<&str> = input["required"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let mut timeout: Option<Field> = None;
     let mut windows: Vec<Field> = Vec::new();
-    if let Some(props) = input["properties"].as_object() {
-        for (key, prop) in props {
-            let Some(decl) = prop.get("x-deadline") else {
-                continue;
-            };
-            if prop["type"] != "integer" || prop["minimum"].as_u64().is_none() {
+    let declared = match tool.get("x-deadline") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => fail("x-deadline maps inputSchema properties to their roles".into()),
+    };
+    for (key, decl) in &declared {
+        let prop = &input["properties"][key];
+        if prop.is_null() {
+            fail(format!(
+                "x-deadline names {key:?}, which inputSchema does not have"
+            ));
+        }
+        if prop["type"] != "integer" || prop["minimum"].as_u64().is_none() {
+            fail(format!(
+                "{key}: x-deadline fields are integers with a non-negative minimum"
+            ));
+        }
+        let role = decl["role"].as_str().unwrap_or_default();
+        let default_ms = decl.get("default_ms").map(|d| {
+            d.as_u64().unwrap_or_else(|| {
                 fail(format!(
-                    "{key}: x-deadline fields are integers with a non-negative minimum"
-                ));
-            }
-            let role = decl["role"].as_str().unwrap_or_default();
-            let default_ms = decl.get("default_ms").map(|d| {
-                d.as_u64().unwrap_or_else(|| {
-                    fail(format!(
-                        "{key}: x-deadline.default_ms is a non-negative integer"
-                    ))
-                })
-            });
-            if let Some(extra) = decl
-                .as_object()
-                .and_then(|o| o.keys().find(|k| *k != "role" && *k != "default_ms"))
-            {
-                fail(format!("{key}: unknown x-deadline key {extra:?}"));
-            }
-            let field = Field {
-                ident: ident(key),
-                optional: !required.contains(&key.as_str()),
-                default_ms,
-            };
-            match role {
-                "timeout" if timeout.is_some() => fail(format!("{key}: a second timeout field")),
-                "timeout" => timeout = Some(field),
-                "window" if field.optional && field.default_ms.is_none() => fail(format!(
-                    "{key}: an optional window needs x-deadline.default_ms"
-                )),
-                "window" => windows.push(field),
-                _ => fail(format!(
-                    "{key}: x-deadline.role is \"timeout\" or \"window\""
-                )),
-            }
+                    "{key}: x-deadline.default_ms is a non-negative integer"
+                ))
+            })
+        });
+        if let Some(extra) = decl
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "role" && *k != "default_ms"))
+        {
+            fail(format!("{key}: unknown x-deadline key {extra:?}"));
+        }
+        let field = Field {
+            ident: ident(key),
+            optional: !required.contains(&key.as_str()),
+            default_ms,
+        };
+        match role {
+            "timeout" if timeout.is_some() => fail(format!("{key}: a second timeout field")),
+            "timeout" => timeout = Some(field),
+            "window" if field.optional && field.default_ms.is_none() => fail(format!(
+                "{key}: an optional window needs x-deadline.default_ms"
+            )),
+            "window" => windows.push(field),
+            _ => fail(format!(
+                "{key}: x-deadline.role is \"timeout\" or \"window\""
+            )),
         }
     }
     let timeout_ms = match &timeout {
@@ -103,16 +106,9 @@ pub fn timed_impl(
     )
 }
 
-/// Removes every `x-deadline` from a tool's `inputSchema` (what is served).
+/// Removes `x-deadline` from a tool (what is served).
 pub fn strip(tool: &mut Value) {
-    if let Some(props) = tool["inputSchema"]
-        .get_mut("properties")
-        .and_then(Value::as_object_mut)
-    {
-        for prop in props.values_mut() {
-            if let Some(p) = prop.as_object_mut() {
-                p.remove("x-deadline");
-            }
-        }
+    if let Some(t) = tool.as_object_mut() {
+        t.remove("x-deadline");
     }
 }
