@@ -227,6 +227,72 @@ fn python_sdk_through(launch: &str, how: &str, log: impl Fn() -> String) {
     println!("python SDK client: ok {how}");
 }
 
+/// `docker exec NAME mqtt-mcp call …` (no `-i`, no terminal: compact
+/// output), as a script or a person debugging the exec path runs it: a
+/// retained publish and the issue's `list_topics filter='home/#'` on a
+/// Mosquitto on the host (the container shares its network; the broker from
+/// `-e MQTT_MCP_BROKER` as a deployment gives it), or a publish on the
+/// embedded broker without Mosquitto; then exit 1 for a tool that fails and
+/// exit 2 for a call refused before it runs.
+fn call_through_docker_exec(engine: &Engine, name: &str) {
+    let call = |env: &[String], args: &[&str]| {
+        let mut full = vec!["exec"];
+        for e in env {
+            full.extend(["-e", e.as_str()]);
+        }
+        full.extend([name, "mqtt-mcp", "call"]);
+        full.extend_from_slice(args);
+        engine.docker(&full, 120)
+    };
+    let code = |out: &Output| out.status.and_then(|s| s.code());
+    let one_json_line = |out: &Output| -> Value {
+        assert_eq!(out.stdout.lines().count(), 1, "compact: {}", out.describe());
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.describe()))
+    };
+    let mosquitto = common::brokers::Mosquitto::start(TEST);
+    let env: Vec<String> = mosquitto
+        .iter()
+        .map(|m| format!("MQTT_MCP_BROKER={}", m.url()))
+        .collect();
+    let out = call(
+        &env,
+        &[
+            "publish_message",
+            "topic=home/kitchen/temp",
+            "payload=21.5",
+            "retain=yes",
+            "qos=1",
+        ],
+    );
+    assert!(out.success(), "call publish_message: {}", out.describe());
+    assert_eq!(one_json_line(&out)["status"], "acknowledged");
+    if mosquitto.is_some() {
+        let out = call(&env, &["list_topics", "filter=home/#", "window_ms=0"]);
+        assert!(out.success(), "call list_topics: {}", out.describe());
+        let v = one_json_line(&out);
+        assert_eq!(v["topics"][0]["topic"], "home/kitchen/temp", "{v}");
+    }
+    let out = call(&env, &["publish_message", "topic=home/#"]);
+    assert_eq!(code(&out), Some(1), "a failing tool: {}", out.describe());
+    assert!(
+        out.stdout.is_empty() && out.stderr.contains("wildcards"),
+        "{}",
+        out.describe()
+    );
+    let out = call(&env, &["list_topics", "window_ms=soon"]);
+    assert_eq!(code(&out), Some(2), "a refused call: {}", out.describe());
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+    println!(
+        "mqtt-mcp call through docker exec: ok ({})",
+        if mosquitto.is_some() {
+            "on Mosquitto"
+        } else {
+            "on the embedded broker"
+        }
+    );
+}
+
 #[test]
 fn container_serves_over_docker_exec_and_ssh() {
     let started = Instant::now();
@@ -320,6 +386,9 @@ fn container_serves_over_docker_exec_and_ssh() {
         "health of a closed port must fail: {}",
         out.describe()
     );
+
+    // 2b. One tool call from a shell: `mqtt-mcp call` through docker exec.
+    call_through_docker_exec(&engine, &name);
 
     // 3. The golden transcript through docker exec.
     let exec = |args: &[&str]| {
