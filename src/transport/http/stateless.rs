@@ -96,30 +96,8 @@ fn routing_headers(
     method: RequestMethod<'_>,
     params: Option<&Value>,
 ) -> Result<(), RpcError> {
-    let value = |name: &str| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-    };
-    let mismatch = |msg: String| RpcError {
-        code: HEADER_MISMATCH,
-        message: format!("Header mismatch: {msg}"),
-        data: None,
-    };
     let name = method.name();
-    match value("mcp-method") {
-        None => {
-            return Err(mismatch(format!(
-                "the Mcp-Method header is required and must be {name:?}"
-            )))
-        }
-        Some(m) if m != name => {
-            return Err(mismatch(format!(
-                "Mcp-Method is {m:?} but the body's method is {name:?}"
-            )))
-        }
-        Some(_) => {}
-    }
+    expect_header(headers, "Mcp-Method", name, "the body's method is")?;
     let field = match method.known() {
         Some(Method::ToolsCall | Method::PromptsGet) => Some("name"),
         Some(Method::ResourcesRead) => Some("uri"),
@@ -128,22 +106,32 @@ fn routing_headers(
     let target = field
         .and_then(|f| params.and_then(|p| p.get(f)))
         .and_then(Value::as_str);
-    if let Some(t) = target {
-        match value("mcp-name") {
-            None => {
-                return Err(mismatch(format!(
-                    "the Mcp-Name header is required and must be {t:?}"
-                )))
-            }
-            Some(n) if n != t => {
-                return Err(mismatch(format!(
-                    "Mcp-Name is {n:?} but the body names {t:?}"
-                )))
-            }
-            Some(_) => {}
-        }
+    match target {
+        Some(t) => expect_header(headers, "Mcp-Name", t, "the body names"),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Checks that the routing header `header` is present and, trimmed, says
+/// `want`; `body_says` introduces `want` in the mismatch message.
+fn expect_header(
+    headers: &HeaderMap,
+    header: &str,
+    want: &str,
+    body_says: &str,
+) -> Result<(), RpcError> {
+    let given = headers
+        .get(header.to_ascii_lowercase().as_str())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string());
+    let message = match given {
+        Some(g) if g == want => return Ok(()),
+        Some(g) => format!("{header} is {g:?} but {body_says} {want:?}"),
+        None => format!("the {header} header is required and must be {want:?}"),
+    };
+    Err(RpcError::new(
+        HEADER_MISMATCH,
+        format!("Header mismatch: {message}"),
+    ))
 }
 
 /// Serves one 2026-07-28 request on the shared stateless core, and gives an
