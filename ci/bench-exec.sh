@@ -2,13 +2,19 @@
 # Cold start to the `initialize` answer through `docker exec -i` next to the
 # direct start (median of 20 each), as a client configured with
 # `ssh … docker exec -i mqtt-mcp mqtt-mcp serve` experiences it (minus ssh).
-#   bash ci/bench-exec.sh
-# Builds the image with ci/build-image.sh, runs podman's Docker-compatible API
-# service in a temp dir (or uses a docker daemon), starts the container with
+#   bash ci/bench-exec.sh [amd64] [arm64]      default: both
+# Builds the images with ci/build-image.sh, runs podman's Docker-compatible API
+# service in a temp dir (or uses a docker daemon), starts each image's container with
 # --network=host --read-only, measures, and removes everything it created.
+# On an x86_64 machine arm64 runs under qemu-user (binfmt_misc): its figures are
+# emulation's, not a Raspberry Pi's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tag="$(bash ci/build-image.sh localhost/mqtt-mcp:bench-exec | tail -n1)"
+arches=("$@")
+[ "${#arches[@]}" -gt 0 ] || arches=(amd64 arm64)
+build_arch=all
+[ "${#arches[@]}" -eq 1 ] && build_arch="${arches[0]}"
+tag="$(bash ci/build-image.sh --arch "$build_arch" localhost/mqtt-mcp:bench-exec | tail -n1)"
 dir="$(mktemp -d)"
 name="mqtt-mcp-bench-exec-$$"
 svc=""
@@ -32,12 +38,15 @@ CONF
   export CONTAINERS_CONF="$dir/containers.conf"
   for _ in $(seq 50); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
 fi
-docker run -d -i --read-only --network=host --name "$name" "$tag" >/dev/null
-binary="$dir/mqtt-mcp"
-docker cp "$name:/usr/local/bin/mqtt-mcp" "$binary" >/dev/null
-python3 - "$binary" "$name" <<'PY'
+for arch in "${arches[@]}"; do
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker run -d -i --read-only --network=host --platform "linux/$arch" --name "$name" \
+    "$tag-$arch" >/dev/null
+  binary="$dir/mqtt-mcp-$arch"
+  docker cp "$name:/usr/local/bin/mqtt-mcp" "$binary" >/dev/null
+  python3 - "$binary" "$name" "linux/$arch" <<'PY'
 import json, statistics, subprocess, sys, time
-binary, name = sys.argv[1], sys.argv[2]
+binary, name, platform = sys.argv[1], sys.argv[2], sys.argv[3]
 init = (json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}) + "\n").encode()
 def run(cmd):
     times = []
@@ -53,5 +62,6 @@ def run(cmd):
 for label, cmd in [("direct (the image's binary)", [binary, "serve", "--no-embedded"]),
                    ("docker exec -i", ["docker", "exec", "-i", name, "mqtt-mcp", "serve", "--no-embedded"])]:
     med, lo, hi = run(cmd)
-    print(f"| {label} | {med:.2f} | {lo:.2f} | {hi:.2f} |")
+    print(f"| {platform}: {label} | {med:.2f} | {lo:.2f} | {hi:.2f} |")
 PY
+done

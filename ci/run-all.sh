@@ -4,6 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-1}"
 export CARGO_TERM_COLOR=never
+# tests/container.rs builds the arm64 image too (ci/build-image.sh); with the release
+# profile's fat LTO that cross build alone takes minutes CI's 25 do not have, so CI builds
+# it with LTO off. The amd64 image keeps the release profile.
+export MQTT_MCP_ARM64_PROFILE="${MQTT_MCP_ARM64_PROFILE:-ci}"
 
 bash ci/install-deps.sh
 

@@ -1,6 +1,8 @@
 //! The production path in a container: `deploy/Containerfile` built by
-//! `ci/build-image.sh`, started detached with the real `docker` CLI
-//! (`docker run -d -i --read-only --network=host`), then
+//! `ci/build-image.sh` for linux/amd64 and linux/arm64 under one manifest
+//! list, each image started detached with the real `docker` CLI
+//! (`docker run -d -i --read-only --network=host`). The list must name both
+//! architectures. Then, on the amd64 image:
 //!
 //! 1. `fixtures/transcripts/session_lifecycle.jsonl` replayed through
 //!    `docker exec -i NAME mqtt-mcp serve` gives the golden answers;
@@ -11,13 +13,22 @@
 //! 4. `SIGTERM` stops the container (`mqtt-mcp idle`) with exit code 0 within
 //!    a second, and nothing of it is left.
 //!
+//! On the arm64 image, under qemu-user (binfmt_misc `qemu-aarch64`), fewer
+//! checks, since emulation is slow and the code is the same: 1 and 2, then
+//! `tools/list` equal to the amd64 image's and a QoS 1 `publish_message`
+//! acknowledged by the embedded broker.
+//!
 //! Engine: when `podman` is installed the test runs its own Docker-compatible
 //! API service (`podman system service` on a socket in a temporary folder,
 //! with a `containers.conf` there: no ulimits, cgroupfs, runc) and points
 //! `DOCKER_HOST` at it; otherwise a docker daemon that answers `docker info`.
 //! Without either (or without the `docker` CLI) the test is skipped with a
-//! notice, unless `CI` is set: then it fails and says what to install.
-//! Containers, the image and the API service are removed by name at the end.
+//! notice, unless `CI` is set: then it fails and says what to install. The
+//! same for the arm64 toolchain (Debian's `rustc-web`, `libstd-rust-web-dev:arm64`,
+//! `gcc-aarch64-linux-gnu`): without it only amd64 is built and tested. With
+//! it, an arm64 image that cannot run (no `qemu-aarch64` in binfmt_misc) is
+//! a failure. Containers, images, the list and the API service are removed by
+//! name at the end.
 
 mod common;
 
@@ -52,9 +63,10 @@ struct Engine {
     docker_host: Option<String>,
     /// The API service, killed on drop.
     service: Option<Child>,
-    /// Containers and image to remove on drop.
+    /// Containers, images and the manifest list to remove on drop.
     containers: Vec<String>,
-    image: Option<String>,
+    images: Vec<String>,
+    manifest: Option<String>,
     /// Last: the socket and containers.conf live here.
     dir: tempfile::TempDir,
 }
@@ -72,7 +84,8 @@ impl Engine {
             docker_host: None,
             service: None,
             containers: Vec::new(),
-            image: None,
+            images: Vec::new(),
+            manifest: None,
             dir,
         };
         if let Some(podman) = which("podman") {
@@ -149,9 +162,21 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         for name in std::mem::take(&mut self.containers) {
-            let _ = self.docker(&["rm", "-f", "-t", "0", &name], 60);
+            let _ = self.docker(&["rm", "-f", &name], 60);
         }
-        if let Some(image) = self.image.take() {
+        if let Some(list) = self.manifest.take() {
+            // podman's own command: its Docker API has no call for manifest lists.
+            match (&self.docker_host, which("podman")) {
+                (Some(_), Some(podman)) => {
+                    let _ = run(
+                        Command::new(podman).args(["manifest", "rm", &list]),
+                        Duration::from_secs(60),
+                    );
+                }
+                _ => self.images.push(list),
+            }
+        }
+        for image in std::mem::take(&mut self.images) {
             let _ = self.docker(&["rmi", "-f", &image], 60);
         }
         if let Some(mut s) = self.service.take() {
@@ -293,6 +318,243 @@ fn call_through_docker_exec(engine: &Engine, name: &str) {
     );
 }
 
+/// Whether the Debian packages of the arm64 build are installed (what
+/// ci/build-image.sh checks before it builds arm64); the reason when not.
+fn arm64_toolchain() -> Result<(), String> {
+    let missing: Vec<&str> = [
+        "/usr/bin/cargo",
+        "/usr/bin/rustc",
+        "/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib",
+        "/usr/bin/aarch64-linux-gnu-gcc",
+        "/usr/aarch64-linux-gnu/lib/libc.a",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no arm64 toolchain ({} missing; bash ci/install-deps.sh installs rustc-web \
+             cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+             qemu-user-static binfmt-support)",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// An arm64 image runs here only through qemu-user registered in binfmt_misc
+/// (with the F flag, so the interpreter also works inside a container).
+fn require_qemu_aarch64() {
+    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+    let state = std::fs::read_to_string(entry);
+    let enabled = state
+        .as_ref()
+        .is_ok_and(|s| s.lines().next() == Some("enabled"));
+    assert!(
+        enabled,
+        "the arm64 toolchain is installed, but an arm64 image cannot run here: {} is {}. As root: \
+         `bash ci/install-deps.sh` mounts binfmt_misc and runs `update-binfmts --enable \
+         qemu-aarch64` (package qemu-user-static); a container without privileges cannot \
+         do this, so run the test on the host or a VM",
+        entry.display(),
+        match &state {
+            Ok(s) => format!("{:?}", s.lines().next().unwrap_or("")),
+            Err(e) => format!("unreadable ({e})"),
+        }
+    );
+}
+
+/// `ci/build-image.sh --arch ARCH TAG`, as a user runs it; registers what it
+/// made for removal. Returns the build time.
+fn build_images(engine: &mut Engine, tag: &str, arch: &str) -> Duration {
+    let t0 = Instant::now();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/build-image.sh");
+    let mut build = Command::new("bash");
+    build
+        .arg(&script)
+        .args(["--arch", arch, tag])
+        .env_remove("DOCKER_HOST")
+        .env(
+            "CONTAINER_ENGINE",
+            if engine.docker_host.is_some() {
+                "podman"
+            } else {
+                "docker"
+            },
+        );
+    // Both release builds from nothing take about 10 minutes on 2 idle cores.
+    let out = run(&mut build, Duration::from_secs(3600)).expect("run ci/build-image.sh");
+    let arches: Vec<&str> = match arch {
+        "all" => vec!["amd64", "arm64"],
+        one => vec![one],
+    };
+    engine
+        .images
+        .extend(arches.iter().map(|a| format!("{tag}-{a}")));
+    engine.manifest = Some(tag.to_string());
+    assert!(
+        out.success(),
+        "ci/build-image.sh failed: {}",
+        out.describe()
+    );
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some(tag),
+        "build-image.sh must print the tag last"
+    );
+    let build_time = t0.elapsed();
+    println!(
+        "images {tag} built in {:.1} s:\n{}",
+        build_time.as_secs_f64(),
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("build-image:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    build_time
+}
+
+/// Each image says its architecture, and with podman the manifest list TAG
+/// names exactly the images built (`os/architecture` per entry).
+fn check_architectures(engine: &Engine, tag: &str, arches: &[&str]) {
+    for arch in arches {
+        let out = engine.docker(
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}",
+                &format!("{tag}-{arch}"),
+            ],
+            60,
+        );
+        assert_eq!(
+            out.stdout.trim(),
+            format!("linux/{arch}"),
+            "image {tag}-{arch}: {}",
+            out.describe()
+        );
+    }
+    let Some(podman) = engine.docker_host.as_ref().and_then(|_| which("podman")) else {
+        println!("docker engine: per-architecture images only (no local manifest list)");
+        return;
+    };
+    let out = run(
+        Command::new(podman).args(["manifest", "inspect", tag]),
+        Duration::from_secs(60),
+    )
+    .expect("run podman manifest inspect");
+    assert!(out.success(), "podman manifest inspect: {}", out.describe());
+    let list: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("podman manifest inspect {tag}: {e}\n{}", out.stdout));
+    let mut platforms: Vec<String> = list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no manifests in {list}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or("?"),
+                m["platform"]["architecture"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    platforms.sort();
+    let expected: Vec<String> = arches.iter().map(|a| format!("linux/{a}")).collect();
+    assert_eq!(platforms, expected, "manifest list {tag}: {list}");
+    println!("manifest list {tag}: {}", platforms.join(", "));
+}
+
+/// `docker run -d -i --read-only --network=host` of IMAGE as NAME, idling (the
+/// transcript reaches test ports on the host loopback), and `mqtt-mcp --version` in it.
+fn start_idle(engine: &mut Engine, image: &str, name: &str, platform: &str) {
+    let _ = engine.docker(&["rm", "-f", name], 60);
+    engine.containers.push(name.to_string());
+    let out = engine.docker(
+        &[
+            "run",
+            "-d",
+            "-i",
+            "--platform",
+            platform,
+            "--name",
+            name,
+            "--network=host",
+            "--read-only",
+            image,
+        ],
+        120,
+    );
+    assert!(out.success(), "docker run {image}: {}", out.describe());
+    let out = engine.docker(&["exec", name, "mqtt-mcp", "--version"], 60);
+    assert!(
+        out.success() && out.stdout.contains("mqtt-mcp"),
+        "docker exec {name} mqtt-mcp --version: {}",
+        out.describe()
+    );
+}
+
+/// The command `docker exec -i NAME ARGS`.
+fn exec_in<'a>(engine: &'a Engine, name: &'a str) -> impl Fn(&[&str]) -> Command + 'a {
+    move |args: &[&str]| {
+        let mut full = vec!["exec", "-i", name];
+        full.extend_from_slice(args);
+        engine.command(&full)
+    }
+}
+
+/// The golden transcript through `launch` (docker exec, or ssh + docker exec).
+fn transcript_through(launch: &dyn Fn(&[&str]) -> Command, how: &str, log: impl Fn() -> String) {
+    let t = Instant::now();
+    let mut server = serve_in_container(launch);
+    let errs = run_transcript(&transcript(), &mut server, false);
+    assert!(
+        errs.is_empty(),
+        "session_lifecycle {how} differs from the golden answers:\n{}\nstderr:\n{}\n{}",
+        errs.join("\n"),
+        server.stderr(),
+        log()
+    );
+    println!(
+        "session_lifecycle.jsonl: ok {how} in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// The ssh + docker exec launcher for container NAME.
+fn over_ssh<'a>(
+    engine: &'a Engine,
+    sshd: &'a Sshd,
+    name: &'a str,
+) -> impl Fn(&[&str]) -> Command + 'a {
+    move |args: &[&str]| {
+        let mut full = vec!["exec", "-i", name];
+        full.extend_from_slice(args);
+        sshd.command(&engine.shell_line(&full))
+    }
+}
+
+/// Our sshd when a login to it works; None after a skip notice otherwise.
+fn ssh_login() -> Option<Sshd> {
+    let sshd = Sshd::start(TEST)?;
+    let probe = run(&mut sshd.command("echo ssh-ok"), Duration::from_secs(30)).unwrap();
+    if probe.success() {
+        return Some(sshd);
+    }
+    // sshd switches users only as root (CI runs as root).
+    skip(
+        TEST,
+        &format!(
+            "ssh login to the test sshd failed: {}\nsshd log:\n{}",
+            probe.describe(),
+            sshd.log()
+        ),
+    );
+    None
+}
+
 #[test]
 fn container_serves_over_docker_exec_and_ssh() {
     let started = Instant::now();
@@ -309,65 +571,29 @@ fn container_serves_over_docker_exec_and_ssh() {
     let tag = format!("localhost/mqtt-mcp:test-{}", std::process::id());
     let name = format!("mqtt-mcp-test-{}", std::process::id());
 
-    // 1. The image, built as a user would build it.
-    let t0 = Instant::now();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/build-image.sh");
-    let mut build = Command::new("bash");
-    build.arg(&script).arg(&tag).env_remove("DOCKER_HOST").env(
-        "CONTAINER_ENGINE",
-        if engine.docker_host.is_some() {
-            "podman"
-        } else {
-            "docker"
-        },
-    );
-    let out = run(&mut build, Duration::from_secs(1500)).expect("run ci/build-image.sh");
-    assert!(
-        out.success(),
-        "ci/build-image.sh failed: {}",
-        out.describe()
-    );
-    assert_eq!(
-        out.stdout.lines().last(),
-        Some(tag.as_str()),
-        "build-image.sh must print the tag last"
-    );
-    engine.image = Some(tag.clone());
-    let build_time = t0.elapsed();
-    println!(
-        "image {tag} built in {:.1} s:\n{}",
-        build_time.as_secs_f64(),
-        out.stderr
-            .lines()
-            .filter(|l| l.starts_with("build-image:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    // 1. The images and their list, built as a user would build them.
+    let arm64 = match arm64_toolchain() {
+        Ok(()) => {
+            require_qemu_aarch64();
+            true
+        }
+        Err(why) => {
+            skip(TEST, &format!("{why}: amd64 only"));
+            false
+        }
+    };
+    let arches: &[&str] = if arm64 {
+        &["amd64", "arm64"]
+    } else {
+        &["amd64"]
+    };
+    let build_time = build_images(&mut engine, &tag, if arm64 { "all" } else { "amd64" });
+    check_architectures(&engine, &tag, arches);
+    let sshd = ssh_login();
 
-    // 2. The container, idling, read-only, on the host network (the
-    // transcript reaches test ports on the host loopback).
-    let _ = engine.docker(&["rm", "-f", "-t", "0", &name], 60);
-    engine.containers.push(name.clone());
-    let out = engine.docker(
-        &[
-            "run",
-            "-d",
-            "-i",
-            "--name",
-            &name,
-            "--network=host",
-            "--read-only",
-            &tag,
-        ],
-        120,
-    );
-    assert!(out.success(), "docker run: {}", out.describe());
-    let out = engine.docker(&["exec", &name, "mqtt-mcp", "--version"], 60);
-    assert!(
-        out.success() && out.stdout.contains("mqtt-mcp"),
-        "docker exec mqtt-mcp --version: {}",
-        out.describe()
-    );
+    // 2. The container, idling, read-only, on the host network.
+    let t_amd64 = Instant::now();
+    start_idle(&mut engine, &format!("{tag}-amd64"), &name, "linux/amd64");
     let out = engine.docker(&["exec", &name, "mqtt-mcp", "health"], 60);
     assert!(out.success(), "health without a broker: {}", out.describe());
     let out = engine.docker(
@@ -391,25 +617,8 @@ fn container_serves_over_docker_exec_and_ssh() {
     call_through_docker_exec(&engine, &name);
 
     // 3. The golden transcript through docker exec.
-    let exec = |args: &[&str]| {
-        let mut full = vec!["exec", "-i", name.as_str()];
-        full.extend_from_slice(args);
-        engine.command(&full)
-    };
-    let t1 = Instant::now();
-    let mut server = serve_in_container(&exec);
-    let errs = run_transcript(&transcript(), &mut server, false);
-    assert!(
-        errs.is_empty(),
-        "session_lifecycle through docker exec differs from the golden answers:\n{}\nstderr:\n{}",
-        errs.join("\n"),
-        server.stderr()
-    );
-    println!(
-        "session_lifecycle.jsonl: ok through docker exec in {:.1} s",
-        t1.elapsed().as_secs_f64()
-    );
-    drop(server);
+    let exec = exec_in(&engine, &name);
+    transcript_through(&exec, "through docker exec", String::new);
 
     // 3b. The official MCP Python SDK client through the same `docker exec -i`
     // (initialize, tools/list, publish then collect, isError, clean exit).
@@ -421,43 +630,15 @@ fn container_serves_over_docker_exec_and_ssh() {
     );
 
     // 4. The same through ssh, as an MCP client on another machine would.
-    if let Some(sshd) = Sshd::start(TEST) {
-        let probe = run(&mut sshd.command("echo ssh-ok"), Duration::from_secs(30)).unwrap();
-        if probe.success() {
-            let over_ssh = |args: &[&str]| {
-                let mut full = vec!["exec", "-i", name.as_str()];
-                full.extend_from_slice(args);
-                sshd.command(&engine.shell_line(&full))
-            };
-            let t2 = Instant::now();
-            let mut server = serve_in_container(&over_ssh);
-            let errs = run_transcript(&transcript(), &mut server, false);
-            assert!(
-                errs.is_empty(),
-                "session_lifecycle over ssh + docker exec differs:\n{}\nstderr:\n{}\nsshd log:\n{}",
-                errs.join("\n"),
-                server.stderr(),
-                sshd.log()
-            );
-            println!(
-                "session_lifecycle.jsonl: ok over ssh + docker exec in {:.1} s",
-                t2.elapsed().as_secs_f64()
-            );
-            // The Python SDK client through the line a user puts in Claude Desktop.
-            drop(server);
-            let line = format!("{} \"{exec_line} $*\"", sshd.shell_prefix());
-            python_sdk_through(&line, "over ssh + docker exec", || sshd.log());
-        } else {
-            // sshd switches users only as root (CI runs as root).
-            skip(
-                TEST,
-                &format!(
-                    "ssh login to the test sshd failed: {}\nsshd log:\n{}",
-                    probe.describe(),
-                    sshd.log()
-                ),
-            );
-        }
+    if let Some(sshd) = &sshd {
+        transcript_through(
+            &over_ssh(&engine, sshd, &name),
+            "over ssh + docker exec",
+            || format!("sshd log:\n{}", sshd.log()),
+        );
+        // The Python SDK client through the line a user puts in Claude Desktop.
+        let line = format!("{} \"{exec_line} $*\"", sshd.shell_prefix());
+        python_sdk_through(&line, "over ssh + docker exec", || sshd.log());
     }
 
     // 5. Two exec sessions at once are two servers with their own sessions.
@@ -465,6 +646,7 @@ fn container_serves_over_docker_exec_and_ssh() {
     let mut b = serve_in_container(&exec);
     a.initialize();
     b.initialize();
+    let tools_amd64 = a.request("tools/list", json!({}));
     let (a_v5, b_v5) = (a.v5_port, b.v5_port);
     a.call_ok(
         "establish_connection",
@@ -489,10 +671,43 @@ fn container_serves_over_docker_exec_and_ssh() {
         assert!(status.success(), "docker exec ended with {status}");
     }
     println!("two exec sessions at once: isolated ({in_a:?} / {in_b:?})");
+    drop(exec);
 
     // 6. SIGTERM: `mqtt-mcp idle` exits 0 within a second.
+    let stop_time = stop_with_sigterm(&mut engine, &name);
+    println!(
+        "amd64: stopped {:.0} ms after SIGTERM with exit code 0; its checks took {:.1} s",
+        stop_time.as_secs_f64() * 1000.0,
+        t_amd64.elapsed().as_secs_f64(),
+    );
+
+    // 7. The arm64 image under emulation.
+    if arm64 {
+        let t_arm64 = Instant::now();
+        arm64_under_emulation(
+            &mut engine,
+            &format!("{tag}-arm64"),
+            &format!("{name}-arm64"),
+            sshd.as_ref(),
+            &tools_amd64,
+        );
+        println!(
+            "arm64 under qemu: checks took {:.1} s",
+            t_arm64.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "whole test {:.1} s (image builds {:.1} s)",
+        started.elapsed().as_secs_f64(),
+        build_time.as_secs_f64()
+    );
+}
+
+/// SIGTERM to container NAME: it must exit 0 within a second, and `docker rm`
+/// must leave nothing of it. Returns how long it took to stop.
+fn stop_with_sigterm(engine: &mut Engine, name: &str) -> Duration {
     let t3 = Instant::now();
-    let out = engine.docker(&["kill", "--signal", "TERM", &name], 60);
+    let out = engine.docker(&["kill", "--signal", "TERM", name], 60);
     assert!(out.success(), "docker kill -s TERM: {}", out.describe());
     let stopped = loop {
         let out = engine.docker(
@@ -500,7 +715,7 @@ fn container_serves_over_docker_exec_and_ssh() {
                 "inspect",
                 "--format",
                 "{{.State.Running}} {{.State.ExitCode}}",
-                &name,
+                name,
             ],
             60,
         );
@@ -521,9 +736,9 @@ fn container_serves_over_docker_exec_and_ssh() {
         stop_time < Duration::from_millis(1000),
         "the container took {stop_time:?} to stop after SIGTERM (docker CLI round trips included)"
     );
-    let out = engine.docker(&["rm", &name], 60);
+    let out = engine.docker(&["rm", name], 60);
     assert!(out.success(), "docker rm: {}", out.describe());
-    engine.containers.clear();
+    engine.containers.retain(|c| c != name);
     let out = engine.docker(
         &[
             "ps",
@@ -540,10 +755,55 @@ fn container_serves_over_docker_exec_and_ssh() {
         "left over after rm: {}",
         out.describe()
     );
-    println!(
-        "stopped {:.0} ms after SIGTERM with exit code 0; whole test {:.1} s (image build {:.1} s)",
-        stop_time.as_secs_f64() * 1000.0,
-        started.elapsed().as_secs_f64(),
-        build_time.as_secs_f64()
+    stop_time
+}
+
+/// The arm64 image as NAME under qemu-user: the golden transcript through
+/// docker exec and ssh + docker exec, `tools/list` equal to the amd64
+/// image's, and a QoS 1 publish the embedded broker acknowledges.
+fn arm64_under_emulation(
+    engine: &mut Engine,
+    image: &str,
+    name: &str,
+    sshd: Option<&Sshd>,
+    tools_amd64: &Value,
+) {
+    start_idle(engine, image, name, "linux/arm64");
+
+    let exec = exec_in(engine, name);
+    transcript_through(&exec, "on arm64 through docker exec", String::new);
+    if let Some(sshd) = sshd {
+        transcript_through(
+            &over_ssh(engine, sshd, name),
+            "on arm64 over ssh + docker exec",
+            || format!("sshd log:\n{}", sshd.log()),
+        );
+    }
+
+    let mut server = serve_in_container(&exec);
+    server.initialize();
+    let tools = server.request("tools/list", json!({}));
+    assert_eq!(
+        tools["result"], tools_amd64["result"],
+        "tools/list of the arm64 image differs from the amd64 image's"
     );
+    let r = server.call_ok(
+        "publish_message",
+        json!({"topic": "arm64/qos1", "payload": {"arch": "arm64"}, "qos": 1}),
+    );
+    assert_eq!(
+        (&r["status"], &r["qos"]),
+        (&json!("acknowledged"), &json!(1)),
+        "QoS 1 publish on arm64: {r}"
+    );
+    let (status, _) = server.finish(Duration::from_secs(30));
+    assert!(status.success(), "docker exec on arm64 ended with {status}");
+    println!(
+        "arm64: tools/list equal to amd64 ({} tools), QoS 1 publish acknowledged",
+        tools["result"]["tools"].as_array().map_or(0, Vec::len)
+    );
+    drop(exec);
+    let out = engine.docker(&["rm", "-f", name], 60);
+    assert!(out.success(), "docker rm -f {name}: {}", out.describe());
+    engine.containers.retain(|c| c != name);
 }
