@@ -474,7 +474,7 @@ fn main() {
         sizes,
         quick,
         machine: machine(),
-        date: report::utc_now(),
+        date: report::report_minute(&mqtt_mcp::session::rfc3339(SystemTime::now())),
         mosquitto: mosq.as_ref().map(Mosquitto::version),
         cold,
         runs,

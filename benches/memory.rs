@@ -31,7 +31,7 @@ mod report;
 use common::brokers::Mosquitto;
 use common::http::KeepAlive;
 use common::stdio::Client;
-use report::{mib, utc_now};
+use report::{mib, report_minute};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -375,7 +375,12 @@ fn main() {
         notes.push(format!("A new filter each time grows with the embedded broker only, by {:.1} KiB per filter: rumqttd 0.20 keeps a commit log (`Data`: a segment whose 1,024-message buffer is allocated up front, waiters, meter; `DataLog::native` and `filter_indexes` in rumqttd's `src/router/logs.rs`) for every distinct filter ever subscribed, and never removes it. With Mosquitto the same workload is flat, so the server itself keeps nothing per subscription. The growth is bounded by the number of distinct filters, not by the number of subscriptions.", kib));
     }
     drop(mosq);
-    let section = render(&utc_now(), &cmd, &rows, &notes);
+    let section = render(
+        &report_minute(&mqtt_mcp::session::rfc3339(std::time::SystemTime::now())),
+        &cmd,
+        &rows,
+        &notes,
+    );
     println!("{section}");
     if write {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");

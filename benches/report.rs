@@ -72,31 +72,27 @@ pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// Now, as `YYYY-MM-DD HH:MM UTC`, for the report's date line.
-pub fn utc_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem / 60) % 60
-    )
+/// An RFC 3339 time (`session::rfc3339`, the server's own formatter) as
+/// `YYYY-MM-DD HH:MM UTC`, for the report's date line. It takes the text
+/// rather than the clock so this file stays free of the crate and its tests
+/// still build with plain `rustc`.
+pub fn report_minute(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(date), Some(time)) => format!("{date} {time} UTC"),
+        _ => rfc3339.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn report_minute_keeps_date_and_minute() {
+        assert_eq!(
+            super::report_minute("2026-12-02T11:10:16.440Z"),
+            "2026-12-02 11:10 UTC"
+        );
+    }
+
     #[test]
     fn owned_sections_are_replaced_and_others_kept() {
         let old = "# B\n\nold intro\n\n## Cold start\n\nold cold\n\n## Container image\n\nby hand\n\n## Notes\n\nstale\n\n## Memory\n\nold memory\n";
